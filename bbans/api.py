@@ -1,0 +1,122 @@
+"""Compress and decompress whole files: images go to a VAE of the zoo, anything else to xz."""
+import hashlib
+import lzma
+import time
+
+import numpy as np
+
+from bbans import container, formats
+from bbans.container import Container
+from bbans.errors import BbansError
+from bbans.vae_codec import VAECodec
+
+XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+# Up to this size the fallback is tried too and the smaller file kept; beyond it, image
+# files go to the model (bits-back has paid its start-up cost long before).
+COMPARE_LIMIT = 1 << 20
+
+
+def _sha(images: formats.Images, data: bytes) -> bytes:
+    """What decompression checks: the file's bytes, or for PNG its shape and pixels."""
+    if images is not None and images.layout == "png":
+        return hashlib.sha256(images.meta + images.pixels.tobytes()).digest()
+    return hashlib.sha256(data).digest()
+
+
+def pick_model(pixels: np.ndarray, name=None) -> str:
+    from models.zoo import DEFAULTS, ZOO
+    binary = int(pixels.max(initial=0)) <= 1
+    name = name or DEFAULTS["binary" if binary else "8bit"]
+    if name not in ZOO:
+        raise BbansError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
+    if ZOO[name]["binarized"] and not binary:
+        raise BbansError(f"model {name} codes binary images, and this input has values above 1")
+    return name
+
+
+def _xz(data: bytes):
+    start = time.perf_counter()
+    payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
+    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"", b"", payload), \
+        time.perf_counter() - start
+
+
+def _vae(data: bytes, images: formats.Images, name: str):
+    from models.zoo import load
+    model, weights_hash = load(name)
+    start = time.perf_counter()
+    words = VAECodec(model).encode(images.pixels)
+    seconds = time.perf_counter() - start
+    return Container("bbans-vae", images.layout, len(data), _sha(images, data), len(images.pixels), name,
+                     bytes.fromhex(weights_hash)[:16], images.meta, words.astype("<u4").tobytes()), seconds
+
+
+def compress(data: bytes, model=None, nll_samples=0):
+    """(container bytes, report). `model` forces a model of the zoo for image input; with
+    `nll_samples` the report adds the model's -ELBO and importance-weighted NLL on the input."""
+    images = formats.parse(data)
+    if model and images is None:
+        raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
+    candidates = []
+    if images is not None:
+        candidates.append(_vae(data, images, pick_model(images.pixels, model)))
+    if images is None or (not model and len(data) <= COMPARE_LIMIT):
+        candidates.append(_xz(data))
+    box, seconds = min(candidates, key=lambda c: len(c[0].to_bytes()))
+    blob = box.to_bytes()
+    dims = images.pixels.size if images is not None else len(data)
+    report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
+                  n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
+                  compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds)
+    if nll_samples and box.method == "bbans-vae":
+        from models.zoo import figures
+        report.update(figures(box.model, images.pixels, nll_samples))
+    return blob, report
+
+
+def decompress(blob: bytes):
+    """(original file bytes, report); raises BbansError unless they check out exactly."""
+    box = container.read(blob)
+    start = time.perf_counter()
+    if box.method == "xz":
+        try:
+            data = lzma.decompress(box.payload, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
+        except lzma.LZMAError:
+            raise BbansError("corrupt payload (xz stream does not decode)") from None
+        images = None
+    else:
+        images = formats.Images(box.layout, box.meta, _decode_images(box))
+        data = images.restore()
+    seconds = time.perf_counter() - start
+    if (box.layout != "png" and len(data) != box.size) or _sha(images, data) != box.sha256:
+        raise BbansError("checksum mismatch: the file is corrupt; nothing written")
+    return data, dict(method=box.method, model=box.model or None, layout=box.layout, n_images=box.images,
+                      original_bytes=len(data), seconds=seconds)
+
+
+def _decode_images(box: Container) -> np.ndarray:
+    from models.zoo import load
+    if box.images == 0 or box.images * formats.PIXELS > box.size:
+        raise BbansError("corrupt header (image count does not match the sizes)")
+    if len(box.payload) % 4:
+        raise BbansError("truncated or corrupt payload")
+    model, weights_hash = load(box.model)
+    if bytes.fromhex(weights_hash)[:16] != box.model_hash:
+        raise BbansError(f"this file was made with other weights of model {box.model} "
+                         f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
+    words = np.frombuffer(box.payload, "<u4").astype(np.uint32)
+    try:
+        return VAECodec(model).decode(words, box.images)
+    except BbansError:
+        raise
+    except Exception as e:  # a corrupt message can drive the coder anywhere
+        raise BbansError(f"corrupt payload ({type(e).__name__})") from None
+
+
+def info(blob: bytes) -> dict:
+    box = container.read(blob)
+    dims = box.images * formats.PIXELS if box.images else box.size
+    return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.images else None,
+                layout=box.layout, restores="pixel-exact PNG" if box.layout == "png" else "byte-exact",
+                n_images=box.images, original_bytes=box.size, compressed_bytes=len(blob),
+                bits_per_dim=8 * len(blob) / max(dims, 1), sha256=box.sha256.hex())

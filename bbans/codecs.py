@@ -1,0 +1,188 @@
+"""Composable codecs over a constriction ANS stack.
+
+A codec is a pair of functions over a message (a `constriction` AnsCoder, mutated in
+place): `push(message, symbols)` and `pop(message) -> symbols`, with pop undoing push.
+The message is a stack, so the last thing pushed is the first popped. Every codec here
+takes numpy parameters; nothing needs torch.
+"""
+from typing import Any, Callable, NamedTuple
+
+import constriction
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+_model = constriction.stream.model
+
+
+class Codec(NamedTuple):
+    push: Callable[[Any, Any], None]
+    pop: Callable[[Any], Any]
+
+
+def new_message(words=None):
+    """An empty message, or one restored from its uint32 words."""
+    stack = constriction.stream.stack
+    return stack.AnsCoder() if words is None else stack.AnsCoder(np.asarray(words, np.uint32))
+
+
+def _family(model, shape, *params) -> Codec:
+    """One constriction model family, each symbol of an array of `shape` with its own parameters."""
+    params = [np.ascontiguousarray(p, np.float64).ravel() for p in params]
+
+    def push(message, symbols):
+        message.encode_reverse(np.asarray(symbols, np.int32).ravel(), model, *params)
+
+    def pop(message):
+        return message.decode(model, *params).reshape(shape)
+
+    return Codec(push, pop)
+
+
+def bernoulli(p: np.ndarray) -> Codec:
+    """Symbols in {0, 1}, P(1) = p elementwise."""
+    return _family(_model.Bernoulli(perfect=False), np.shape(p), p)
+
+
+def categorical(probs: np.ndarray) -> Codec:
+    """Symbols in {0..K-1}, one row of (..., K) unnormalised probabilities each."""
+    probs = np.asarray(probs, np.float64)
+    shape = probs.shape[:-1]
+    model = _model.Categorical(perfect=False)
+    flat = np.ascontiguousarray(probs.reshape(-1, probs.shape[-1]))
+
+    def push(message, symbols):
+        message.encode_reverse(np.asarray(symbols, np.int32).ravel(), model, flat)
+
+    return Codec(push, lambda message: message.decode(model, flat).reshape(shape))
+
+
+def uniform(size: int, shape) -> Codec:
+    """Symbols in {0..size-1}, all equally likely."""
+    n = int(np.prod(shape))
+    model = _model.Uniform(size)
+
+    def push(message, symbols):
+        message.encode_reverse(np.asarray(symbols, np.int32).ravel(), model)
+
+    return Codec(push, lambda message: message.decode(model, n).reshape(shape))
+
+
+def quantized_laplace(mean: np.ndarray, scale: np.ndarray, low: int, high: int) -> Codec:
+    """Integers in [low, high]: a Laplace integrated over unit bins, renormalised to the range."""
+    return _family(_model.QuantizedLaplace(low, high), np.shape(mean), mean, scale)
+
+
+def point(value) -> Codec:
+    """A certain value: pushing costs nothing and pop returns `value`."""
+    return Codec(lambda message, symbols: None, lambda message: value)
+
+
+def chain(first: Codec, then: Callable[[Any], Codec]) -> Codec:
+    """Symbols (a, b) where b's codec depends on a: pop a, then b = then(a).pop."""
+
+    def push(message, symbols):
+        a, b = symbols
+        then(a).push(message, b)
+        first.push(message, a)
+
+    def pop(message):
+        a = first.pop(message)
+        return a, then(a).pop(message)
+
+    return Codec(push, pop)
+
+
+def serial(codecs) -> Codec:
+    """A tuple of independent symbols, one codec each, popped in the given order."""
+
+    def push(message, symbols):
+        for codec, s in reversed(list(zip(codecs, symbols))):
+            codec.push(message, s)
+
+    return Codec(push, lambda message: tuple(c.pop(message) for c in codecs))
+
+
+def bits_back(prior: Codec, likelihood: Callable[[Any], Codec],
+              posterior: Callable[[Any], Codec]) -> Codec:
+    """BB-ANS (Townsend et al. 2019): push x by popping z ~ q(z|x), pushing x ~ p(x|z)
+    and z ~ p(z); the net cost is -log p(x|z) - log p(z) + log q(z|x) per x."""
+
+    def push(message, x):
+        z = posterior(x).pop(message)
+        likelihood(z).push(message, x)
+        prior.push(message, z)
+
+    def pop(message):
+        z = prior.pop(message)
+        x = likelihood(z).pop(message)
+        posterior(x).push(message, z)
+        return x
+
+    return Codec(push, pop)
+
+
+class StdBuckets:
+    """The real line cut into 2**precision buckets of equal mass under N(0, 1)."""
+
+    def __init__(self, precision: int):
+        self.precision = precision
+        self.size = 2**precision
+        self.edges = ndtri(np.arange(self.size + 1) / self.size)  # -inf .. +inf
+        self.centres = ndtri((np.arange(self.size) + 0.5) / self.size)
+
+    def prior(self, shape) -> Codec:
+        return uniform(self.size, shape)
+
+    def bucket_of(self, z: np.ndarray) -> np.ndarray:
+        return np.clip(np.searchsorted(self.edges, z, side="right") - 1, 0, self.size - 1)
+
+    def posterior(self, mean: np.ndarray, std: np.ndarray) -> Codec:
+        """A diagonal Gaussian over bucket indices, coded as `precision` binary decisions
+        (which half of the current range), so that each decision needs the Gaussian's CDF
+        at one new edge instead of the whole table of bucket masses."""
+        shape = np.shape(mean)
+
+        def tail(k):
+            """Where edge k lies (below the mean?) and the Gaussian mass beyond it on that side."""
+            below = self.edges[k] < mean
+            with np.errstate(invalid="ignore"):  # inf - inf cannot happen: std > 0, |mean| finite
+                return below, ndtr(-np.abs((self.edges[k] - mean) / std))
+
+        def mass(a, b):
+            """Mass between two edges given as tail() pairs, from the tails that keep precision."""
+            (a_below, ta), (b_below, tb) = a, b
+            return np.where(b_below, tb - ta, np.where(a_below, 1 - ta - tb, ta - tb))
+
+        def decisions(bits_of):
+            """Walks the binary search; bits_of(p_upper) gives each level's bits."""
+            lo, hi = np.zeros(shape, np.int64), np.full(shape, self.size, np.int64)
+            t_lo, t_hi = tail(lo), tail(hi)
+            for _ in range(self.precision):
+                mid = (lo + hi) // 2
+                t_mid = tail(mid)
+                low, high = mass(t_lo, t_mid), mass(t_mid, t_hi)
+                total = low + high
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    p_upper = np.where(total > 0, high / np.where(total > 0, total, 1), 0.5)
+                up = bits_of(p_upper)
+                lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+                t_lo = tuple(np.where(up, m, l) for m, l in zip(t_mid, t_lo))
+                t_hi = tuple(np.where(up, h, m) for m, h in zip(t_mid, t_hi))
+            return lo
+
+        def pop(message):
+            return decisions(lambda p: bernoulli(p).pop(message).astype(bool))
+
+        def push(message, buckets):
+            levels = []
+
+            def known_bits(p):
+                mid_bit = (buckets >> (self.precision - 1 - len(levels))) & 1
+                levels.append((p.ravel(), mid_bit.ravel()))
+                return mid_bit.astype(bool)
+
+            decisions(known_bits)
+            probs, bits = zip(*levels)
+            bernoulli(np.concatenate(probs)).push(message, np.concatenate(bits))
+
+        return Codec(push, pop)

@@ -1,0 +1,69 @@
+"""The .bbans file format: a fixed header, the model name, the layout's header bytes,
+then the payload. Every integer is big-endian; no pickle, no paths.
+
+    magic        5 bytes  b"BBANS"
+    version      u8       1
+    method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE
+    layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
+    size         u64      bytes of the original file
+    sha256       32 bytes of the original file (png: of its pixels)
+    images       u32      number of 28x28 images (0 for xz)
+    model hash   16 bytes first half of the model's weights hash (zeros for xz)
+    name length  u8, meta length u16
+    model name   ascii; meta: the layout's header bytes (png: height and width)
+    payload      xz: the compressed file; BB-ANS: the ANS message as u32 words
+"""
+import struct
+from dataclasses import dataclass
+
+from bbans.errors import BbansError
+
+MAGIC = b"BBANS"
+VERSION = 1
+METHODS = ("xz", "bbans-vae")
+LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
+HEADER = struct.Struct(">5sBBBQ32sI16sBH")
+MAX_SIZE = 2**40
+
+
+class FormatError(BbansError):
+    pass
+
+
+@dataclass
+class Container:
+    method: str
+    layout: str
+    size: int
+    sha256: bytes
+    images: int
+    model: str
+    model_hash: bytes
+    meta: bytes
+    payload: bytes
+
+    def to_bytes(self) -> bytes:
+        name = self.model.encode("ascii")
+        return HEADER.pack(MAGIC, VERSION, METHODS.index(self.method), LAYOUTS.index(self.layout),
+                           self.size, self.sha256, self.images, self.model_hash.ljust(16, b"\0"),
+                           len(name), len(self.meta)) + name + self.meta + self.payload
+
+
+def read(blob: bytes) -> Container:
+    if len(blob) < HEADER.size or not blob.startswith(MAGIC):
+        raise FormatError("not a .bbans file (bad magic or too short)")
+    magic, version, method, layout, size, sha, images, model_hash, name_len, meta_len = \
+        HEADER.unpack_from(blob)
+    if version != VERSION:
+        raise FormatError(f"format version {version} is not supported (this bbans reads version {VERSION})")
+    if method >= len(METHODS) or layout >= len(LAYOUTS):
+        raise FormatError("corrupt header (unknown method or layout)")
+    end = HEADER.size + name_len + meta_len
+    if len(blob) < end or size > MAX_SIZE:
+        raise FormatError("corrupt or truncated header")
+    try:
+        model = blob[HEADER.size:HEADER.size + name_len].decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt header (model name)") from None
+    return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash,
+                     blob[HEADER.size + name_len:end], blob[end:])

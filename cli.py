@@ -1,0 +1,154 @@
+"""The `bbans` command: parses arguments, calls the library, reports."""
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from bbans.errors import BbansError
+
+SUFFIX = ".bbans"
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"bbans: error: {message}", err=True)
+    sys.exit(code)
+
+
+def write_atomic(path: Path, data: bytes, force: bool):
+    """Write via a temporary file in the same folder, then rename: never a partial file."""
+    if path.exists() and not force:
+        fail(f"{path} exists; use --force to overwrite")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def emit(report: dict, as_json: bool, line: str):
+    click.echo(json.dumps(report) if as_json else line)
+
+
+class App(click.Group):
+    """Turns the library's errors into one line and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BbansError as e:
+            fail(str(e))
+        except OSError as e:
+            fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        except KeyboardInterrupt:
+            fail("interrupted; nothing written", 130)
+
+
+@click.group(cls=App)
+def main():
+    """Lossless compression of image data with bits-back coding (BB-ANS) and trained VAEs."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE.bbans).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
+@click.option("--model", help="Model of the zoo to use for image input (default: picked from the pixel values).")
+@click.option("--nll-samples", default=100, show_default=True,
+              help="Importance samples per image for the NLL reported beside the rate (0: skip the model figures).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def compress(file, output, force, model, nll_samples, as_json):
+    """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
+    from bbans import api
+    output = output or file.with_name(file.name + SUFFIX)
+    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples)
+    write_atomic(output, blob, force)
+    r.update(input=str(file), output=str(output))
+    line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
+            + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
+    if "nll_bits_per_dim" in r:
+        line += f" (model -ELBO {r['neg_elbo_bits_per_dim']:.4f}, NLL {r['nll_bits_per_dim']:.4f})"
+    emit(r, as_json, line + f", {r['seconds']:.2f} s")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE without .bbans).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def decompress(file, output, force, as_json):
+    """Restore the original of FILE.bbans, checked against its SHA-256."""
+    from bbans import api
+    if output is None:
+        if file.suffix != SUFFIX:
+            fail(f"{file} does not end in {SUFFIX}; name the output with -o")
+        output = file.with_suffix("")
+    data, r = api.decompress(file.read_bytes())
+    write_atomic(output, data, force)
+    r.update(input=str(file), output=str(output))
+    emit(r, as_json, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
+         + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "") + f", {r['seconds']:.2f} s")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(file, as_json):
+    """Show what a .bbans file holds."""
+    from bbans import api
+    r = api.info(file.read_bytes())
+    emit(r, as_json, "\n".join(f"{k:17} {v}" for k, v in r.items()))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def models(as_json):
+    """List the shipped models with their test-set figures."""
+    from models.zoo import ZOO, card
+    rows = {name: dict(summary=recipe["summary"], **card(name)) for name, recipe in ZOO.items()}
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for name, r in rows.items():
+        figures = ", ".join(f"{k} {r[k]}" for k in ("test_neg_elbo_bits_per_dim", "test_nll_bits_per_dim",
+                                                    "test_bbans_bits_per_dim") if k in r)
+        click.echo(f"{name:12} {r['summary']}\n{'':12} {figures or 'no model card yet'}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--epochs", type=int, help="Override the recipe's number of epochs.")
+@click.option("--threads", default=1, show_default=True, help="torch threads.")
+@click.option("--nll-samples", default=1000, show_default=True, help="Importance samples for the card's NLL.")
+def train(name, epochs, threads, nll_samples):
+    """Train model NAME from its recipe and write its weights and model card."""
+    from models.card import write_card
+    from models.train import train as run
+    from models.zoo import ZOO
+    if name not in ZOO:
+        fail(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
+    run(name, epochs=epochs, threads=threads, log=click.echo)
+    click.echo(json.dumps(write_card(name, nll_samples=nll_samples)))
+
+
+@main.command()
+@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist"]), multiple=True,
+              help="Data set (default: both).")
+@click.option("-n", "--images", default=10000, show_default=True, help="Test images to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(variants, images, as_json):
+    """bbans against gzip, bz2 and xz on the MNIST test images: bits/dim and images/s."""
+    from bbans.bench import run, table
+    results = {v: run(v, images) for v in variants or ("mnist-binarized", "mnist")}
+    click.echo(json.dumps(results) if as_json else table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up .venv, then the main job: compress and restore the MNIST test set (binarized
+# and 8-bit) with the default models, and the benchmark against gzip, bz2 and xz.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash setup.sh
+export BBANS_DATA="${BBANS_DATA:-../shared/data}"
+out=$(mktemp -d)
+.venv/bin/python -c "
+import numpy as np, sys
+from bbans.bench import mnist_test
+np.save(sys.argv[1] + '/binarized.npy', mnist_test('mnist-binarized', 10000))
+np.save(sys.argv[1] + '/digits.npy', mnist_test('mnist', 10000))" "$out"
+for f in binarized digits; do
+  cp "$out/$f.npy" "$out/$f.orig.npy"
+  .venv/bin/bbans compress "$out/$f.npy"
+  rm "$out/$f.npy"
+  .venv/bin/bbans decompress "$out/$f.npy.bbans"
+  cmp "$out/$f.npy" "$out/$f.orig.npy" && echo "$f.npy restored byte for byte"
+done
+rm -r "$out"
+.venv/bin/bbans bench

@@ -1,0 +1,76 @@
+"""Training of the zoo's VAEs on the CPU, checkpointing every epoch."""
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from bbans.data import load_images
+from models.vae import VAE
+from models.zoo import ZOO, weights_path
+
+EVAL_IMAGES = 2000
+
+
+def save(vae, recipe, history, path):
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": vae.config,
+                "state_dict": {k: v.half() for k, v in vae.state_dict().items()},
+                "history": history}, tmp)
+    os.replace(tmp, path)
+
+
+def batch_images(images, binarized, rng):
+    if binarized:
+        return torch.from_numpy((rng.random_sample(images.shape) < images / 255).astype(np.float32))
+    return torch.from_numpy(images.astype(np.float32))
+
+
+@torch.no_grad()
+def test_neg_elbo(vae, test, binarized):
+    x = batch_images(test, binarized, np.random.RandomState(0))
+    rec, kl = vae.elbo_terms(x)
+    return float((kl - rec).mean() / (784 * math.log(2)))
+
+
+def train(name, epochs=None, threads=1, log=print, out=None):
+    recipe = ZOO[name]
+    epochs = epochs or recipe["epochs"]
+    torch.set_num_threads(threads)
+    torch.manual_seed(recipe["seed"])
+    rng = np.random.RandomState(recipe["seed"])
+    train_set = load_images(recipe["data"], "train")
+    test = load_images(recipe["data"], "test")[:EVAL_IMAGES]
+    vae = VAE(**recipe["arch"])
+    opt = torch.optim.Adam(vae.parameters(), lr=recipe["lr"])
+    steps = epochs * (len(train_set) // recipe["batch"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=steps, pct_start=0.02)
+    path = out or weights_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history, start = [], time.time()
+    for epoch in range(epochs):
+        beta = min(1.0, (epoch + 1) / recipe["warmup"])
+        order = rng.permutation(len(train_set))
+        vae.train()
+        for i in range(len(train_set) // recipe["batch"]):
+            idx = order[i * recipe["batch"]:(i + 1) * recipe["batch"]]
+            x = batch_images(train_set[idx], recipe["binarized"], rng)
+            rec, kl = vae.elbo_terms(x)
+            loss = (beta * kl - rec).mean() / 784
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        vae.eval()
+        history.append({"epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2),
+                        "test_neg_elbo_bits_per_dim": round(test_neg_elbo(vae, test, recipe["binarized"]), 5)})
+        log(json.dumps(history[-1]))
+        save(vae, recipe, history, path)
+    return vae, history
+
+
+if __name__ == "__main__":
+    import sys
+    train(sys.argv[1], threads=int(sys.argv[2]))

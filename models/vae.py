@@ -1,0 +1,202 @@
+"""VAEs for 28x28 grey images, and their exact integer-grid inference for the coder.
+
+Two pixel likelihoods:
+- "bernoulli": binarized images, one logit per pixel.
+- "laplace_ar": 8-bit images. Each pixel is zero with probability sigmoid(-logit), else a
+  discretized Laplace on 1..255. The logit, mean and scale come from a small head shared
+  by all pixels, fed with per-pixel features decoded from z and the already known
+  neighbours left, up and up-left. Pixels on one anti-diagonal do not depend on each
+  other, so decoding takes 55 steps, not 784.
+
+Inference for coding (`ExactVAE`) rounds weights and activations to fixed binary grids
+and runs in float64, where every product and sum is then exact: the network outputs are
+bit-identical whatever the thread count, batch split or BLAS.
+"""
+import math
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+WEIGHT_GRID = 2.0**-14
+ACT_GRID = 2.0**-10
+ACT_LIMIT = 2.0**10
+WEIGHT_LIMIT = 8.0
+LOG_SCALE_RANGE = (-4.0, 6.0)
+LOG_SIGMA_RANGE = (-9.0, 2.0)
+NEIGHBOURS = 3
+
+
+def mlp(sizes):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def neighbours(x: torch.Tensor) -> torch.Tensor:
+    """(B, 28, 28) pixel values / 256 -> (B, 784, 3): left, up and up-left, zero outside."""
+    v = x / 256.0
+    left = F.pad(v, (1, 0))[:, :, :SIDE]
+    up = F.pad(v, (0, 0, 1, 0))[:, :SIDE, :]
+    upleft = F.pad(v, (1, 0, 1, 0))[:, :SIDE, :SIDE]
+    return torch.stack([left, up, upleft], -1).reshape(x.shape[0], PIXELS, NEIGHBOURS)
+
+
+def pixel_params(out: torch.Tensor):
+    """Head output (..., 3) -> nonzero logit, Laplace mean (pixels), Laplace log-scale."""
+    return out[..., 0], 256.0 * out[..., 1], out[..., 2].clamp(*LOG_SCALE_RANGE)
+
+
+def log1mexp(d):
+    """log(1 - exp(-d)) for d > 0."""
+    return torch.where(d < math.log(2), torch.log(-torch.expm1(-d)), torch.log1p(-torch.exp(-d)))
+
+
+def log_laplace_mass(lo, hi, mean, scale):
+    """log of the Laplace(mean, scale) mass on [lo, hi], stable in both tails."""
+    zl, zh = (lo - mean) / scale, (hi - mean) / scale
+    width = log1mexp(zh - zl)
+    left = math.log(0.5) + zh.clamp(max=0) + width
+    right = math.log(0.5) - zl.clamp(min=0) + width
+    mid = torch.log1p(-0.5 * torch.exp(zl.clamp(max=0)) - 0.5 * torch.exp(-zh.clamp(min=0)))
+    return torch.where(hi <= mean, left, torch.where(lo >= mean, right, mid))
+
+
+def laplace_ar_log_prob(x, logit, mean, log_scale):
+    """log p(x) per pixel for the zero / discretized-Laplace-on-1..255 likelihood.
+
+    As in constriction's QuantizedLaplace(1, 255), the bins 1 and 255 take the Laplace's
+    tails below 1.5 and above 254.5."""
+    xf = x.to(mean.dtype)
+    lo = torch.where(x <= 1, -1e6, xf - 0.5)
+    hi = torch.where(x >= 255, 1e6, xf + 0.5)
+    nonzero = F.logsigmoid(logit) + log_laplace_mass(lo, hi, mean, log_scale.exp())
+    return torch.where(x > 0, nonzero, F.logsigmoid(-logit))
+
+
+class VAE(nn.Module):
+    def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32):
+        super().__init__()
+        self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
+                           features=features, head_hidden=head_hidden)
+        self.likelihood = likelihood
+        self.latent = latent
+        self.features = 1 if likelihood == "bernoulli" else features
+        self.encoder = mlp([PIXELS, hidden, hidden, 2 * latent])
+        self.decoder = mlp([latent, hidden, hidden, PIXELS * self.features])
+        if likelihood == "laplace_ar":
+            self.head = mlp([self.features + NEIGHBOURS, head_hidden, head_hidden, 3])
+
+    def encoder_input(self, x):
+        x = x.reshape(x.shape[0], PIXELS).to(torch.get_default_dtype())
+        return x if self.likelihood == "bernoulli" else x / 256.0
+
+    def posterior(self, x):
+        mu, log_sigma = self.encoder(self.encoder_input(x)).chunk(2, -1)
+        return mu, log_sigma.clamp(*LOG_SIGMA_RANGE)
+
+    def log_likelihood(self, x, z):
+        """log p(x | z) in nats, summed over pixels."""
+        out = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            target = x.reshape(x.shape[0], PIXELS).to(out.dtype)
+            return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
+        feats = out.reshape(x.shape[0], PIXELS, self.features)
+        head = self.head(torch.cat([feats, neighbours(x.to(out.dtype))], -1))
+        x = x.reshape(x.shape[0], PIXELS)
+        return laplace_ar_log_prob(x, *pixel_params(head)).sum(-1)
+
+    def elbo_terms(self, x, samples=1):
+        """(log p(x|z), KL(q||p)) per image in nats, z drawn from q."""
+        mu, log_sigma = self.posterior(x)
+        kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
+        rec = 0
+        for _ in range(samples):
+            z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+            rec = rec + self.log_likelihood(x, z)
+        return rec / samples, kl
+
+    @torch.no_grad()
+    def iw_log_likelihood(self, x, samples=1000, chunk=100):
+        """Importance-weighted bound on log p(x) in nats (Burda et al. 2016)."""
+        mu, log_sigma = self.posterior(x)
+        sigma = torch.exp(log_sigma)
+        logws = []
+        for start in range(0, samples, chunk):
+            k = min(chunk, samples - start)
+            eps = torch.randn(k, *mu.shape)
+            z = mu + sigma * eps
+            log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
+            log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+            xs = x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
+            log_px = self.log_likelihood(xs, z.reshape(-1, self.latent)).reshape(k, -1)
+            logws.append(log_px + log_p - log_q)
+        return torch.logsumexp(torch.cat(logws), 0) - math.log(samples)
+
+
+def grid(t, step, limit):
+    return (t / step).round().clamp(-limit / step, limit / step) * step
+
+
+ROUNDER = 1.5 * 2.0**52 * ACT_GRID  # adding and subtracting it rounds to ACT_GRID
+
+
+class ExactMLP:
+    """An `mlp` evaluated in float64 on fixed grids, so that its outputs are exact:
+    weights are multiples of 2^-14, activations multiples of 2^-10 below 2^10, so every
+    partial sum is a multiple of 2^-24 below 2^30 and float64 holds it exactly in any
+    order of summation."""
+
+    def __init__(self, seq: nn.Sequential):
+        self.layers = [(grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT).T.contiguous(),
+                        grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT))
+                       for m in seq if isinstance(m, nn.Linear)]
+        assert max(w.shape[0] for w, _ in self.layers) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**30
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        h = h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
+        for i, (w, b) in enumerate(self.layers):
+            h = torch.addmm(b, h, w)
+            if i < len(self.layers) - 1:
+                h.clamp_(0, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
+        return h
+
+
+class ExactVAE:
+    """The networks of a trained VAE as numpy-in, numpy-out functions for the codecs."""
+
+    def __init__(self, vae: VAE):
+        self.likelihood = vae.likelihood
+        self.latent = vae.latent
+        self.features = vae.features
+        self.encoder = ExactMLP(vae.encoder)
+        self.decoder = ExactMLP(vae.decoder)
+        self.head = ExactMLP(vae.head) if vae.likelihood == "laplace_ar" else None
+
+    @torch.no_grad()
+    def posterior(self, x: np.ndarray):
+        """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent) float64."""
+        x = torch.from_numpy(x.astype(np.float64))
+        if self.likelihood != "bernoulli":
+            x = x / 256.0
+        mu, log_sigma = self.encoder(x).chunk(2, -1)
+        return mu.numpy(), log_sigma.clamp(*LOG_SIGMA_RANGE).numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """z (B, latent) -> Bernoulli logits (B, 784) or pixel features (B, 784, F)."""
+        out = self.decoder(torch.from_numpy(z)).numpy()
+        return out if self.likelihood == "bernoulli" else out.reshape(len(z), PIXELS, self.features)
+
+    @torch.no_grad()
+    def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
+        """Features (..., F) and neighbour values / 256 (..., 3) -> logit, mean, log-scale."""
+        inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
+        out = self.head(inp.reshape(-1, inp.shape[-1])).reshape(*inp.shape[:-1], 3)
+        return tuple(t.numpy() for t in pixel_params(out))

@@ -1,0 +1,90 @@
+"""The shipped models: names, training recipes, weights and model cards."""
+import functools
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bbans.errors import BbansError
+from models.vae import VAE, ExactVAE
+
+ROOT = Path(__file__).parent
+WEIGHTS = ROOT / "weights"
+
+ZOO = {
+    "vae-binary": dict(
+        arch=dict(likelihood="bernoulli", hidden=512, latent=40),
+        data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
+        summary="MLP VAE, 40 latents, Bernoulli pixels; binarized MNIST"),
+    "vae-8bit": dict(
+        arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=3, head_hidden=32),
+        data="mnist", binarized=False, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
+        summary="MLP VAE, 50 latents, zero / discretized Laplace pixels with a local autoregressive head; 8-bit MNIST"),
+}
+DEFAULTS = {"binary": "vae-binary", "8bit": "vae-8bit"}
+
+
+class UnknownModel(BbansError):
+    pass
+
+
+def weights_path(name: str) -> Path:
+    return WEIGHTS / f"{name}.pt"
+
+
+def card(name: str) -> dict:
+    path = WEIGHTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@functools.cache
+def load_vae(name: str) -> VAE:
+    """The trained model NAME, loaded once per process."""
+    if name not in ZOO:
+        raise UnknownModel(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
+    path = weights_path(name)
+    if not path.exists():
+        raise UnknownModel(f"model {name!r} has no weights at {path}; run `bbans train {name}`")
+    saved = torch.load(path, weights_only=True)
+    vae = VAE(**saved["config"])
+    vae.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    return vae.eval()
+
+
+def weights_hash(vae: VAE) -> str:
+    """SHA-256 of the weights in a canonical byte form (names, shapes, float32 values)."""
+    h = hashlib.sha256()
+    for key, value in vae.state_dict().items():
+        h.update(key.encode() + str(tuple(value.shape)).encode())
+        h.update(value.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def figures(name: str, pixels, nll_samples=100, batch=500) -> dict:
+    """The model's -ELBO (one sample per image) and importance-weighted NLL bound
+    (nll_samples per image) on uint8 images (N, 784), in bits/dim; seeded, so repeatable."""
+    vae = load_vae(name)
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.asarray(pixels, np.float32).reshape(-1, 28, 28))
+    neg_elbo = nll = 0.0
+    for xb in x.split(batch):
+        rec, kl = vae.elbo_terms(xb)
+        neg_elbo += float((kl - rec).sum())
+        if nll_samples:
+            nll -= float(vae.iw_log_likelihood(xb, nll_samples, chunk=max(1, 20000 // len(xb))).sum())
+    scale = x.numel() * math.log(2)
+    out = dict(neg_elbo_bits_per_dim=neg_elbo / scale)
+    if nll_samples:
+        out.update(nll_bits_per_dim=nll / scale, nll_samples=nll_samples)
+    return out
+
+
+@functools.cache
+def load(name: str):
+    """(ExactVAE, weights hash) of the trained model NAME, for the codecs."""
+    vae = load_vae(name)
+    return ExactVAE(vae), weights_hash(vae)

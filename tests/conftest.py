@@ -1,0 +1,39 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from models.vae import VAE, ExactVAE
+
+
+def pytest_collection_modifyitems(items):
+    if not os.environ.get("BBANS_DATA"):
+        skip = pytest.mark.skip(reason="set BBANS_DATA to the data folder (../shared/data)")
+        for item in items:
+            if "data" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def data():
+    """Marks a test that reads the MNIST files through BBANS_DATA."""
+    return os.environ["BBANS_DATA"]
+
+
+@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar"])
+def tiny_model(request):
+    """An untrained small VAE of each likelihood, as the codecs see it."""
+    torch.manual_seed(1)
+    vae = VAE(request.param, hidden=32, latent=4, features=2, head_hidden=8).eval()
+    if request.param == "laplace_ar":  # wide Laplaces near mid-grey, so no pixel is nearly impossible
+        vae.head[-1].bias.data = torch.tensor([0.0, 0.5, 4.0])
+    return vae, ExactVAE(vae)
+
+
+def images_for(model, n, seed=0):
+    rng = np.random.default_rng(seed)
+    if model.likelihood == "bernoulli":
+        return (rng.random((n, 784)) < 0.3).astype(np.uint8)
+    x = rng.integers(0, 256, (n, 784))
+    return np.where(rng.random((n, 784)) < 0.6, 0, x).astype(np.uint8)

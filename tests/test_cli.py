@@ -1,0 +1,123 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bbans.bench import mnist_test
+from cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bbans(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def run_json(*args):
+    code, out = bbans(*args, "--json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("variant", ["mnist-binarized", "mnist"])
+def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant):
+    src = tmp_path / "digits.npy"
+    np.save(src, mnist_test(variant, 10000))
+    original = src.read_bytes()
+    r = run_json("compress", src, "--nll-samples", 1)
+    packed = tmp_path / "digits.npy.bbans"
+    assert r["method"] == "bbans-vae" and r["n_images"] == 10000 and r["n_dims"] == 7840000
+    assert r["compressed_bytes"] == packed.stat().st_size
+    assert r["bits_per_dim"] == pytest.approx(8 * r["compressed_bytes"] / 7840000)
+    assert r["bits_per_dim"] <= 1.01 * r["neg_elbo_bits_per_dim"]
+    src.unlink()
+    d = run_json("decompress", packed)
+    assert d["output"] == str(src) and src.read_bytes() == original
+
+
+def test_decoding_with_other_thread_counts(data, tmp_path):
+    src = tmp_path / "d.npy"
+    np.save(src, mnist_test("mnist", 300))
+
+    def cli(threads, *args):
+        code = f"import torch, sys; torch.set_num_threads({threads}); from cli import main; main(sys.argv[1:])"
+        subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True, cwd=ROOT, capture_output=True)
+
+    cli(1, "compress", src, "--nll-samples", 0)
+    cli(2, "decompress", f"{src}.bbans", "-o", tmp_path / "back.npy")
+    assert (tmp_path / "back.npy").read_bytes() == src.read_bytes()
+
+
+def test_single_image_is_never_larger_than_the_fallback(data, tmp_path):
+    src = tmp_path / "one.npy"
+    np.save(src, mnist_test("mnist", 1)[0])
+    r = run_json("compress", src, "--nll-samples", 0)
+    forced = run_json("compress", src, "-o", tmp_path / "forced.bbans", "--model", "vae-8bit", "--nll-samples", 0)
+    assert forced["method"] == "bbans-vae"
+    assert r["compressed_bytes"] <= forced["compressed_bytes"]
+
+
+def test_png_restores_pixel_exact_and_info_says_so(data, tmp_path):
+    pixels = mnist_test("mnist", 40).reshape(-1, 28)
+    Image.fromarray(pixels, "L").save(tmp_path / "d.png")
+    run_json("compress", tmp_path / "d.png", "--nll-samples", 0)
+    assert run_json("info", tmp_path / "d.png.bbans")["restores"] == "pixel-exact PNG"
+    (tmp_path / "d.png").unlink()
+    run_json("decompress", tmp_path / "d.png.bbans")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "d.png")), pixels)
+
+
+@pytest.mark.parametrize("content", [b"", b"plain text\n" * 50, bytes(range(256)) * 3])
+def test_other_files_use_the_fallback(tmp_path, content):
+    src = tmp_path / "f.bin"
+    src.write_bytes(content)
+    assert run_json("compress", src)["method"] == "xz"
+    src.unlink()
+    run_json("decompress", tmp_path / "f.bin.bbans")
+    assert src.read_bytes() == content
+
+
+@pytest.fixture
+def packed(data, tmp_path):
+    src = tmp_path / "d.npy"
+    np.save(src, mnist_test("mnist-binarized", 200))
+    run_json("compress", src, "--nll-samples", 0)
+    return tmp_path / "d.npy.bbans"
+
+
+def flip(blob, i):
+    return blob[:i] + bytes([blob[i] ^ 0x10]) + blob[i + 1:]
+
+
+def test_bad_files_fail_with_one_line_and_no_output(packed, tmp_path):
+    blob = packed.read_bytes()
+    cases = {"truncated": blob[:len(blob) // 2], "payload": flip(blob, len(blob) - 50),
+             "model hash": flip(blob, 60), "magic": b"x" + blob[1:], "empty": b"", "short": blob[:30]}
+    out = tmp_path / "out.npy"
+    for name, bad in cases.items():
+        target = tmp_path / f"{name}.bbans"
+        target.write_bytes(bad)
+        code, message = bbans("decompress", target, "-o", out)
+        assert code != 0 and message.startswith("bbans: error: ") and message.count("\n") == 1, (name, message)
+        assert "Traceback" not in message and not out.exists(), name
+    assert "other weights" in bbans("decompress", tmp_path / "model hash.bbans", "-o", out)[1]
+
+
+def test_existing_output_needs_force(packed, tmp_path):
+    code, message = bbans("compress", tmp_path / "d.npy", "--nll-samples", 0)
+    assert code == 1 and "--force" in message
+    assert bbans("compress", tmp_path / "d.npy", "--nll-samples", 0, "--force")[0] == 0
+    code, message = bbans("decompress", tmp_path / "d.npy.bbans")
+    assert code == 1 and "exists" in message
+
+
+def test_models_lists_the_zoo():
+    rows = json.loads(bbans("models", "--json")[1])
+    assert {"vae-binary", "vae-8bit"} <= set(rows)

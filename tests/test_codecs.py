@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from bbans import codecs as c
+
+rng = np.random.default_rng(0)
+
+
+def filled_message(words=64):
+    """A message holding random bits, so that pops have something to take."""
+    message = c.new_message()
+    c.uniform(2**16, (words,)).push(message, rng.integers(0, 2**16, words))
+    return message
+
+
+def bits_of(push):
+    message = filled_message()
+    before = message.num_bits()
+    push(message)
+    return message.num_bits() - before
+
+
+CASES = {
+    "bernoulli": lambda: (c.bernoulli(rng.random(50)), rng.integers(0, 2, 50)),
+    "categorical": lambda: (c.categorical(rng.random((20, 7))), rng.integers(0, 7, 20)),
+    "uniform": lambda: (c.uniform(300, (4, 5)), rng.integers(0, 300, (4, 5))),
+    "laplace": lambda: (c.quantized_laplace(rng.normal(100, 80, 30), rng.uniform(0.1, 50, 30), 1, 255),
+                        rng.integers(1, 256, 30)),
+    "buckets": lambda: (c.StdBuckets(8).posterior(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
+                        rng.integers(0, 256, 12)),
+    "serial": lambda: (c.serial([c.uniform(5, (3,)), c.bernoulli(np.full(2, 0.3))]),
+                       (rng.integers(0, 5, 3), rng.integers(0, 2, 2))),
+    "chain": lambda: (c.chain(c.bernoulli(np.full(6, 0.5)), lambda a: c.uniform(3, (int(np.sum(a)),))),
+                      (np.array([1, 0, 1, 1, 0, 0]), rng.integers(0, 3, 3))),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_push_then_pop_restores_symbols_and_message(name):
+    for _ in range(20):
+        codec, symbols = CASES[name]()
+        message = filled_message()
+        before = message.get_compressed().copy()
+        codec.push(message, symbols)
+        out = codec.pop(message)
+        for a, b in zip(*(s if isinstance(s, tuple) else (s,) for s in (out, symbols))):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(message.get_compressed(), before)
+
+
+def test_pop_then_push_is_exact_even_on_an_empty_stack():
+    for fill in (0, 1, 3):
+        message = filled_message(fill) if fill else c.new_message()
+        before = message.get_compressed().copy()
+        codec = c.StdBuckets(8).posterior(rng.normal(0, 1, 40), rng.uniform(0.05, 1, 40))
+        codec.push(message, codec.pop(message))
+        np.testing.assert_array_equal(message.get_compressed(), before)
+
+
+def test_bernoulli_costs_its_information_content():
+    p = rng.uniform(0.01, 0.99, 20000)
+    x = (rng.random(20000) < p).astype(int)
+    ideal = -np.sum(np.log2(np.where(x == 1, p, 1 - p)))
+    assert abs(bits_of(lambda m: c.bernoulli(p).push(m, x)) - ideal) < 1e-3 * ideal + 64
+
+
+def test_bucket_posterior_costs_the_gaussian_mass_of_the_bucket():
+    buckets = c.StdBuckets(8)
+    mean, std = rng.normal(0, 1.5, 5000), rng.uniform(0.02, 1.5, 5000)
+    z = buckets.bucket_of(mean + std * rng.normal(size=5000))
+    mass = ndtr((buckets.edges[z + 1] - mean) / std) - ndtr((buckets.edges[z] - mean) / std)
+    ideal = -np.sum(np.log2(mass))
+    assert abs(bits_of(lambda m: buckets.posterior(mean, std).push(m, z)) - ideal) < 1e-3 * ideal + 64
+
+
+def test_bits_back_costs_the_elbo_terms_of_the_popped_latents():
+    """Net cost = -log p(x|z) - log p(z) + log q(z|x) for the z it popped."""
+    buckets = c.StdBuckets(8)
+    x = rng.integers(0, 2, (200, 10))
+    mean, std = x[:, :3] - 0.5, np.full((200, 3), 0.3)
+    p_of = lambda z: np.clip(0.5 + 0.1 * buckets.centres[z].sum(-1, keepdims=True), 0.05, 0.95) * np.ones(10)
+    codec = c.bits_back(buckets.prior((200, 3)), lambda z: c.bernoulli(p_of(z)),
+                        lambda x: buckets.posterior(mean, std))
+    message = filled_message(4000)
+    before = message.num_bits()
+    z = buckets.posterior(mean, std).pop(message.clone())
+    codec.push(message, x)
+    q = ndtr((buckets.edges[z + 1] - mean) / std) - ndtr((buckets.edges[z] - mean) / std)
+    p = p_of(z)
+    ideal = -np.sum(np.log2(np.where(x == 1, p, 1 - p))) + z.size * 8 + np.sum(np.log2(q))
+    assert abs(message.num_bits() - before - ideal) < 1e-3 * abs(ideal) + 64
+    np.testing.assert_array_equal(codec.pop(message), x)

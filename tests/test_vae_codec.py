@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+import torch
+
+from bbans.codecs import new_message, uniform
+from bbans.vae_codec import CorruptData, VAECodec, batch_schedule
+from conftest import images_for
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 13, 40])
+def test_round_trip_across_batch_boundaries(tiny_model, n):
+    _, model = tiny_model
+    codec = VAECodec(model, largest_batch=4)
+    x = images_for(model, n, seed=n)
+    np.testing.assert_array_equal(codec.decode(codec.encode(x), n), x)
+
+
+def test_schedule_covers_every_image_once_and_grows_slowly():
+    for n in (1, 2, 999, 1000, 1001, 25000):
+        batches = batch_schedule(n, 1000)
+        assert [s for s, _ in batches] == list(np.cumsum([0] + [b for _, b in batches])[:-1])
+        assert sum(b for _, b in batches) == n
+        assert all(b <= max(1, s / 4) for s, b in batches)
+
+
+def test_extra_data_after_the_images_is_refused(tiny_model):
+    _, model = tiny_model
+    codec = VAECodec(model)
+    x = images_for(model, 3)
+    words = np.concatenate([[12345], codec.encode(x)]).astype(np.uint32)
+    with pytest.raises(CorruptData):
+        codec.decode(words, 3)
+
+
+def test_network_outputs_do_not_depend_on_threads_or_batch_split(tiny_model):
+    vae, model = tiny_model
+    x = images_for(model, 64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        mu1, _ = model.posterior(x)
+        torch.set_num_threads(2)
+        mu2, _ = model.posterior(x)
+        mu3 = np.concatenate([model.posterior(x[i:i + 5])[0] for i in range(0, 64, 5)])
+    finally:
+        torch.set_num_threads(threads)
+    assert mu1.tobytes() == mu2.tobytes() == mu3.tobytes()
+
+
+def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
+    """The coder's cost of x given z matches -log2 p(x|z) of the training model, so the
+    codec and the model agree on pixel order, neighbours and the discretization."""
+    vae, model = tiny_model
+    codec = VAECodec(model)
+    x = images_for(model, 30)
+    buckets = np.random.default_rng(0).integers(0, 256, (30, model.latent))
+    message = new_message()
+    uniform(2**16, (64,)).push(message, np.arange(64))
+    before = message.num_bits()
+    codec.likelihood(buckets).push(message, x)
+    z = torch.from_numpy(codec.buckets.centres[buckets]).float()
+    with torch.no_grad():
+        ideal = -vae.log_likelihood(torch.from_numpy(x.reshape(-1, 28, 28)).float(), z).sum().item() / np.log(2)
+    assert abs(message.num_bits() - before - ideal) < 2e-3 * ideal + 64
