@@ -1,6 +1,7 @@
 """Compress and decompress whole files: images go to a VAE of the zoo, anything else to xz."""
 import hashlib
 import lzma
+import struct
 import time
 
 import numpy as np
@@ -96,7 +97,12 @@ def decompress(blob: bytes):
 
 def _decode_images(box: Container) -> np.ndarray:
     from models.zoo import load
-    if box.images == 0 or box.images * formats.PIXELS > box.size:
+    pixels = box.images * formats.PIXELS
+    if box.layout == "png":
+        consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
+    else:
+        consistent = pixels + len(box.meta) == box.size
+    if box.images == 0 or not consistent:
         raise BbansError("corrupt header (image count does not match the sizes)")
     if len(box.payload) % 4:
         raise BbansError("truncated or corrupt payload")

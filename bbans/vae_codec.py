@@ -4,7 +4,8 @@ The model object needs:
 - `likelihood`: "bernoulli" or "laplace_ar", and `latent`: the number of latents;
 - `posterior(x)`: uint8 (B, 784) -> mean, log-sigma (B, latent) of q(z|x);
 - `decode(z)`: (B, latent) -> Bernoulli logits (B, 784), or pixel features (B, 784, F);
-- for "laplace_ar", `pixel_params(features, neighbours)` -> logit, mean, log-scale.
+- for "laplace_ar", `context`: offsets (di, dj) of the pixels each pixel is conditioned
+  on, and `pixel_params(features, context values)` -> logit, mean, log-scale.
 Its outputs must not depend on batch size or thread count (models.vae.ExactVAE).
 
 Everything between those outputs and the coder goes through fixed grids and lookup
@@ -39,16 +40,15 @@ SIGMOID = GridTable(lambda t: 1 / (1 + np.exp(-t)), -32.0, 32.0)
 EXP = GridTable(np.exp, -12.0, 8.0)
 
 
-def _neighbours():
-    """Flat indices of each pixel's left, up and up-left neighbours; PIXELS (a zero pad)
-    outside the image."""
+def context_index(context) -> np.ndarray:
+    """(784, len(context)) flat indices of the pixels at offsets (di, dj) from each pixel;
+    PIXELS (a zero pad) outside the image."""
     rows, cols = np.divmod(np.arange(PIXELS), SIDE)
-    return np.stack([np.where(cols > 0, np.arange(PIXELS) - 1, PIXELS),
-                     np.where(rows > 0, np.arange(PIXELS) - SIDE, PIXELS),
-                     np.where((rows > 0) & (cols > 0), np.arange(PIXELS) - SIDE - 1, PIXELS)], -1)
+    r = rows[:, None] + np.array([di for di, _ in context])
+    c = cols[:, None] + np.array([dj for _, dj in context])
+    return np.where((r >= 0) & (r < SIDE) & (c >= 0) & (c < SIDE), r * SIDE + c, PIXELS)
 
 
-NEIGHBOURS = _neighbours()
 # Pixels of each anti-diagonal i + j = d: they depend on earlier diagonals only.
 DIAGONALS = [np.flatnonzero(np.add.outer(np.arange(SIDE), np.arange(SIDE)).ravel() == d)
              for d in range(2 * SIDE - 1)]
@@ -114,15 +114,20 @@ class VAECodec:
 def laplace_ar(model, features):
     """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
     nonzero ones from a discretized Laplace on 1..255, each given z's features and the
-    pixel's left, up and up-left neighbours."""
+    pixels of its causal context (the model's offsets, on earlier anti-diagonals)."""
     n = len(features)
+    context = context_index(model.context)
 
     def params(idx, padded):
-        logit, mean, log_scale = model.pixel_params(features[:, idx], padded[:, NEIGHBOURS[idx]] / 256.0)
+        logit, mean, log_scale = model.pixel_params(features[:, idx], padded[:, context[idx]] / 256.0)
         return SIGMOID(logit), np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale)
 
     def pixel_codec(p_nonzero, mean, scale):
-        return chain(bernoulli(p_nonzero), lambda nz: quantized_laplace(mean[nz.astype(bool)], scale[nz.astype(bool)], 1, 255))
+        def nonzero_values(nonzero):
+            nonzero = nonzero.astype(bool)
+            return quantized_laplace(mean[nonzero], scale[nonzero], 1, 255)
+
+        return chain(bernoulli(p_nonzero), nonzero_values)
 
     def push(message, x):
         # All neighbours are known here, so one network call serves every diagonal;

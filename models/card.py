@@ -1,12 +1,10 @@
 """Model cards: the test-set figures of a trained model, as JSON and as markdown."""
-import io
 import json
 
-import numpy as np
 import torch
 
 from bbans import api
-from bbans.bench import mnist_test
+from bbans.bench import mnist_test, npy_bytes
 from models.zoo import WEIGHTS, ZOO, figures, weights_path
 
 
@@ -16,9 +14,7 @@ def write_card(name: str, nll_samples: int = 1000) -> dict:
     images = mnist_test(variant, 10000)
     saved = torch.load(weights_path(name), weights_only=True)
     history = saved["history"]
-    buf = io.BytesIO()
-    np.save(buf, images)
-    blob, report = api.compress(buf.getvalue(), model=name)
+    blob, report = api.compress(npy_bytes(images), model=name)
     fig = figures(name, images.reshape(len(images), -1), nll_samples=nll_samples)
     card = dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],

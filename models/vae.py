@@ -5,8 +5,9 @@ Two pixel likelihoods:
 - "laplace_ar": 8-bit images. Each pixel is zero with probability sigmoid(-logit), else a
   discretized Laplace on 1..255. The logit, mean and scale come from a small head shared
   by all pixels, fed with per-pixel features decoded from z and the already known
-  neighbours left, up and up-left. Pixels on one anti-diagonal do not depend on each
-  other, so decoding takes 55 steps, not 784.
+  neighbours (by default left, up and up-left; any offsets on earlier anti-diagonals).
+  Pixels on one anti-diagonal do not depend on each other, so decoding takes 55 steps,
+  not 784.
 
 Inference for coding (`ExactVAE`) rounds weights and activations to fixed binary grids
 and runs in float64, where every product and sum is then exact: the network outputs are
@@ -27,7 +28,7 @@ ACT_LIMIT = 2.0**10
 WEIGHT_LIMIT = 8.0
 LOG_SCALE_RANGE = (-4.0, 6.0)
 LOG_SIGMA_RANGE = (-9.0, 2.0)
-NEIGHBOURS = 3
+LEFT_UP = ((0, -1), (-1, 0), (-1, -1))  # left, up, up-left
 
 
 def mlp(sizes):
@@ -39,13 +40,13 @@ def mlp(sizes):
     return nn.Sequential(*layers)
 
 
-def neighbours(x: torch.Tensor) -> torch.Tensor:
-    """(B, 28, 28) pixel values / 256 -> (B, 784, 3): left, up and up-left, zero outside."""
-    v = x / 256.0
-    left = F.pad(v, (1, 0))[:, :, :SIDE]
-    up = F.pad(v, (0, 0, 1, 0))[:, :SIDE, :]
-    upleft = F.pad(v, (1, 0, 1, 0))[:, :SIDE, :SIDE]
-    return torch.stack([left, up, upleft], -1).reshape(x.shape[0], PIXELS, NEIGHBOURS)
+def neighbours(x: torch.Tensor, context) -> torch.Tensor:
+    """(B, 28, 28) pixel values -> (B, 784, len(context)): the values / 256 at the
+    offsets (di, dj) of `context` from each pixel, zero outside the image."""
+    pad = max(max(abs(di), abs(dj)) for di, dj in context)
+    v = F.pad(x / 256.0, (pad,) * 4)
+    taps = [v[:, pad + di:pad + di + SIDE, pad + dj:pad + dj + SIDE] for di, dj in context]
+    return torch.stack(taps, -1).reshape(x.shape[0], PIXELS, len(context))
 
 
 def pixel_params(out: torch.Tensor):
@@ -81,17 +82,20 @@ def laplace_ar_log_prob(x, logit, mean, log_scale):
 
 
 class VAE(nn.Module):
-    def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32):
+    def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32,
+                 context=LEFT_UP):
         super().__init__()
+        assert all(di + dj < 0 for di, dj in context), "context must lie on earlier anti-diagonals"
         self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
-                           features=features, head_hidden=head_hidden)
+                           features=features, head_hidden=head_hidden, context=[list(c) for c in context])
+        self.context = tuple(tuple(c) for c in context)
         self.likelihood = likelihood
         self.latent = latent
         self.features = 1 if likelihood == "bernoulli" else features
         self.encoder = mlp([PIXELS, hidden, hidden, 2 * latent])
         self.decoder = mlp([latent, hidden, hidden, PIXELS * self.features])
         if likelihood == "laplace_ar":
-            self.head = mlp([self.features + NEIGHBOURS, head_hidden, head_hidden, 3])
+            self.head = mlp([self.features + len(context), head_hidden, head_hidden, 3])
 
     def encoder_input(self, x):
         x = x.reshape(x.shape[0], PIXELS).to(torch.get_default_dtype())
@@ -108,7 +112,7 @@ class VAE(nn.Module):
             target = x.reshape(x.shape[0], PIXELS).to(out.dtype)
             return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
         feats = out.reshape(x.shape[0], PIXELS, self.features)
-        head = self.head(torch.cat([feats, neighbours(x.to(out.dtype))], -1))
+        head = self.head(torch.cat([feats, neighbours(x.to(out.dtype), self.context)], -1))
         x = x.reshape(x.shape[0], PIXELS)
         return laplace_ar_log_prob(x, *pixel_params(head)).sum(-1)
 
@@ -174,6 +178,7 @@ class ExactVAE:
     def __init__(self, vae: VAE):
         self.likelihood = vae.likelihood
         self.latent = vae.latent
+        self.context = vae.context
         self.features = vae.features
         self.encoder = ExactMLP(vae.encoder)
         self.decoder = ExactMLP(vae.decoder)
@@ -196,7 +201,7 @@ class ExactVAE:
 
     @torch.no_grad()
     def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
-        """Features (..., F) and neighbour values / 256 (..., 3) -> logit, mean, log-scale."""
+        """Features (..., F) and context values / 256 (..., C) -> logit, mean, log-scale."""
         inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
         out = self.head(inp.reshape(-1, inp.shape[-1])).reshape(*inp.shape[:-1], 3)
         return tuple(t.numpy() for t in pixel_params(out))

@@ -21,12 +21,17 @@ def data():
     return os.environ["BBANS_DATA"]
 
 
-@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar"])
+WIDE_CONTEXT = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 1), (1, -2))
+
+
+@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context"])
 def tiny_model(request):
     """An untrained small VAE of each likelihood, as the codecs see it."""
     torch.manual_seed(1)
-    vae = VAE(request.param, hidden=32, latent=4, features=2, head_hidden=8).eval()
-    if request.param == "laplace_ar":  # wide Laplaces near mid-grey, so no pixel is nearly impossible
+    likelihood, *wide = request.param.split(" ", 1)
+    extra = dict(context=WIDE_CONTEXT) if wide else {}
+    vae = VAE(likelihood, hidden=32, latent=4, features=2, head_hidden=8, **extra).eval()
+    if likelihood == "laplace_ar":  # wide Laplaces near mid-grey, so no pixel is nearly impossible
         vae.head[-1].bias.data = torch.tensor([0.0, 0.5, 4.0])
     return vae, ExactVAE(vae)
 
