@@ -38,7 +38,8 @@ def emit(report: dict, as_json: bool, line: str):
 
 
 class App(click.Group):
-    """Turns the library's errors into one line and a non-zero exit."""
+    """Turns every failure into one line and a non-zero exit: 1 for bad input, corrupt files
+    and missing models or data, 3 for an internal error, 130 for an interrupt."""
 
     def invoke(self, ctx):
         try:
@@ -49,6 +50,8 @@ class App(click.Group):
             fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
         except KeyboardInterrupt:
             fail("interrupted; nothing written", 130)
+        except Exception as e:  # a bug: still one line, and nothing written
+            fail(f"internal error ({type(e).__name__}: {e})", 3)
 
 
 @click.group(cls=App)
@@ -57,29 +60,32 @@ def main():
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE.bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
 @click.option("--model", help="Model of the zoo to use for image input (default: picked from the pixel values).")
 @click.option("--nll-samples", default=100, show_default=True,
               help="Importance samples per image for the NLL reported beside the rate (0: skip the model figures).")
+@click.option("--nll-images", default=500, show_default=True,
+              help="Evenly spaced images the NLL bound is computed on (0: all; the -ELBO always uses all).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def compress(file, output, force, model, nll_samples, as_json):
+def compress(file, output, force, model, nll_samples, nll_images, as_json):
     """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
     from bbans import api
     output = output or file.with_name(file.name + SUFFIX)
-    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples)
+    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples, nll_images=nll_images)
     write_atomic(output, blob, force)
     r.update(input=str(file), output=str(output))
     line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
             + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
     if "nll_bits_per_dim" in r:
-        line += f" (model -ELBO {r['neg_elbo_bits_per_dim']:.4f}, NLL {r['nll_bits_per_dim']:.4f})"
+        line += (f" (model -ELBO {r['neg_elbo_bits_per_dim']:.4f}, NLL {r['nll_bits_per_dim']:.4f}"
+                 f" on {r['nll_images']} images)")
     emit(r, as_json, line + f", {r['seconds']:.2f} s")
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE without .bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -98,7 +104,7 @@ def decompress(file, output, force, as_json):
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(file, as_json):
     """Show what a .bbans file holds."""
@@ -112,14 +118,14 @@ def info(file, as_json):
 def models(as_json):
     """List the shipped models with their test-set figures."""
     from models.zoo import ZOO, card
-    rows = {name: dict(summary=recipe["summary"], **card(name)) for name, recipe in ZOO.items()}
+    rows = {name: dict(card(name), summary=recipe["summary"]) for name, recipe in ZOO.items()}
     if as_json:
         click.echo(json.dumps(rows))
         return
     for name, r in rows.items():
         figures = ", ".join(f"{k} {r[k]}" for k in ("test_neg_elbo_bits_per_dim", "test_nll_bits_per_dim",
                                                     "test_bbans_bits_per_dim") if k in r)
-        click.echo(f"{name:12} {r['summary']}\n{'':12} {figures or 'no model card yet'}")
+        click.echo(f"{name:14} {r['summary']}\n{'':14} {figures or 'no model card yet'}")
 
 
 @main.command()
@@ -127,7 +133,8 @@ def models(as_json):
 @click.option("--epochs", type=int, help="Override the recipe's number of epochs.")
 @click.option("--threads", default=1, show_default=True, help="torch threads.")
 @click.option("--nll-samples", default=1000, show_default=True, help="Importance samples for the card's NLL.")
-def train(name, epochs, threads, nll_samples):
+@click.option("--nll-images", type=int, help="Test images for the card's NLL (default all 10,000).")
+def train(name, epochs, threads, nll_samples, nll_images):
     """Train model NAME from its recipe and write its weights and model card."""
     from models.card import write_card
     from models.train import train as run
@@ -135,7 +142,7 @@ def train(name, epochs, threads, nll_samples):
     if name not in ZOO:
         fail(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
     run(name, epochs=epochs, threads=threads, log=click.echo)
-    click.echo(json.dumps(write_card(name, nll_samples=nll_samples)))
+    click.echo(json.dumps(write_card(name, nll_samples=nll_samples, nll_images=nll_images)))
 
 
 @main.command()

@@ -52,9 +52,10 @@ def _vae(data: bytes, images: formats.Images, name: str):
                      bytes.fromhex(weights_hash)[:16], images.meta, words.astype("<u4").tobytes()), seconds
 
 
-def compress(data: bytes, model=None, nll_samples=0):
+def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
     """(container bytes, report). `model` forces a model of the zoo for image input; with
-    `nll_samples` the report adds the model's -ELBO and importance-weighted NLL on the input."""
+    `nll_samples` the report adds the model's -ELBO on the input and its importance-
+    weighted NLL bound on `nll_images` of them (default all)."""
     images = formats.parse(data)
     if model and images is None:
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
@@ -71,7 +72,7 @@ def compress(data: bytes, model=None, nll_samples=0):
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds)
     if nll_samples and box.method == "bbans-vae":
         from models.zoo import figures
-        report.update(figures(box.model, images.pixels, nll_samples))
+        report.update(figures(box.model, images.pixels, nll_samples, nll_images))
     return blob, report
 
 

@@ -8,14 +8,14 @@ from bbans.bench import mnist_test, npy_bytes
 from models.zoo import WEIGHTS, ZOO, figures, weights_path
 
 
-def write_card(name: str, nll_samples: int = 1000) -> dict:
+def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     recipe = ZOO[name]
     variant = "mnist-binarized" if recipe["binarized"] else "mnist"
     images = mnist_test(variant, 10000)
     saved = torch.load(weights_path(name), weights_only=True)
     history = saved["history"]
     blob, report = api.compress(npy_bytes(images), model=name)
-    fig = figures(name, images.reshape(len(images), -1), nll_samples=nll_samples)
+    fig = figures(name, images.reshape(len(images), -1), nll_samples=nll_samples, nll_images=nll_images)
     card = dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
         parameters=sum(v.numel() for v in saved["state_dict"].values()),
@@ -25,6 +25,7 @@ def write_card(name: str, nll_samples: int = 1000) -> dict:
         training_minutes=history[-1]["minutes"], epochs=len(history),
         test_neg_elbo_bits_per_dim=round(fig["neg_elbo_bits_per_dim"], 5),
         test_nll_bits_per_dim=round(fig["nll_bits_per_dim"], 5), nll_samples=nll_samples,
+        nll_images=fig["nll_images"],
         test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"],
         curve=history)
     (WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -48,7 +49,7 @@ def markdown(c: dict) -> str:
 | figure (bits/dim, test set) | value |
 | --- | --- |
 | -ELBO (one posterior sample per image) | {c['test_neg_elbo_bits_per_dim']} |
-| NLL (importance-weighted bound, {c['nll_samples']} samples) | {c['test_nll_bits_per_dim']} |
+| NLL (importance-weighted bound, {c['nll_samples']} samples, on {c['nll_images']:,} evenly spaced test images) | {c['test_nll_bits_per_dim']} |
 | bbans, every byte of the file ({c['test_compressed_bytes']} bytes) | {c['test_bbans_bits_per_dim']} |
 
 Training curve (-ELBO on the first 2,000 test images):

@@ -121,3 +121,9 @@ def test_existing_output_needs_force(packed, tmp_path):
 def test_models_lists_the_zoo():
     rows = json.loads(bbans("models", "--json")[1])
     assert {"vae-binary", "vae-8bit"} <= set(rows)
+
+
+def test_missing_or_unreadable_input_is_one_line(tmp_path):
+    for target in (tmp_path / "missing.npy", tmp_path):
+        code, message = bbans("compress", target)
+        assert code == 1 and message.startswith("bbans: error: ") and message.count("\n") == 1
