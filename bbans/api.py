@@ -64,8 +64,7 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
         candidates.append(_vae(data, images, pick_model(images.pixels, model)))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
-    box, seconds = min(candidates, key=lambda c: len(c[0].to_bytes()))
-    blob = box.to_bytes()
+    blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
     dims = images.pixels.size if images is not None else len(data)
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
@@ -103,7 +102,9 @@ def _decode_images(box: Container) -> np.ndarray:
         consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
     else:
         consistent = pixels + len(box.meta) == box.size
-    if box.images == 0 or not consistent:
+    # No image costs less than 1/64 byte, so a count beyond that is a corrupt header (and
+    # would otherwise size an allocation).
+    if box.images == 0 or not consistent or box.images > 64 * (len(box.payload) + 1):
         raise BbansError("corrupt header (image count does not match the sizes)")
     if len(box.payload) % 4:
         raise BbansError("truncated or corrupt payload")

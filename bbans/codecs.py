@@ -144,9 +144,7 @@ class StdBuckets:
 
         def tail(k):
             """Where edge k lies (below the mean?) and the Gaussian mass beyond it on that side."""
-            below = self.edges[k] < mean
-            with np.errstate(invalid="ignore"):  # inf - inf cannot happen: std > 0, |mean| finite
-                return below, ndtr(-np.abs((self.edges[k] - mean) / std))
+            return self.edges[k] < mean, ndtr(-np.abs((self.edges[k] - mean) / std))
 
         def mass(a, b):
             """Mass between two edges given as tail() pairs, from the tails that keep precision."""
@@ -161,10 +159,8 @@ class StdBuckets:
                 mid = (lo + hi) // 2
                 t_mid = tail(mid)
                 low, high = mass(t_lo, t_mid), mass(t_mid, t_hi)
-                total = low + high
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    p_upper = np.where(total > 0, high / np.where(total > 0, total, 1), 0.5)
-                up = bits_of(p_upper)
+                total = low + high  # 0 only far out in a tail, where any p will do
+                up = bits_of(np.where(total > 0, high / np.where(total > 0, total, 1), 0.5))
                 lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
                 t_lo = tuple(np.where(up, m, l) for m, l in zip(t_mid, t_lo))
                 t_hi = tuple(np.where(up, h, m) for m, h in zip(t_mid, t_hi))
@@ -177,9 +173,9 @@ class StdBuckets:
             levels = []
 
             def known_bits(p):
-                mid_bit = (buckets >> (self.precision - 1 - len(levels))) & 1
-                levels.append((p.ravel(), mid_bit.ravel()))
-                return mid_bit.astype(bool)
+                bit = (buckets >> (self.precision - 1 - len(levels))) & 1
+                levels.append((p.ravel(), bit.ravel()))
+                return bit.astype(bool)
 
             decisions(known_bits)
             probs, bits = zip(*levels)
