@@ -153,15 +153,15 @@ ROUNDER = 1.5 * 2.0**52 * ACT_GRID  # adding and subtracting it rounds to ACT_GR
 
 class ExactMLP:
     """An `mlp` evaluated in float64 on fixed grids, so that its outputs are exact:
-    weights are multiples of 2^-14, activations multiples of 2^-10 below 2^10, so every
-    partial sum is a multiple of 2^-24 below 2^30 and float64 holds it exactly in any
-    order of summation."""
+    weights are multiples of 2^-14 below 8, activations multiples of 2^-10 below 2^10, so
+    with fan-ins below 2^16 every partial sum is a multiple of 2^-24 below 2^29: an integer
+    count of 2^-24 below 2^53, which float64 holds exactly in any order of summation."""
 
     def __init__(self, seq: nn.Sequential):
         self.layers = [(grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT).T.contiguous(),
                         grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT))
                        for m in seq if isinstance(m, nn.Linear)]
-        assert max(w.shape[0] for w, _ in self.layers) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**30
+        assert max(w.shape[0] for w, _ in self.layers) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         h = h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
