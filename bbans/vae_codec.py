@@ -130,12 +130,10 @@ def laplace_ar(model, features):
         return chain(bernoulli(p_nonzero), nonzero_values)
 
     def push(message, x):
-        # All neighbours are known here, so one network call serves every diagonal;
-        # the network's outputs are exact, so they equal the decoder's diagonal by diagonal.
-        all_params = params(slice(None), np.concatenate([x, np.zeros((n, 1), x.dtype)], 1).astype(np.float64))
+        padded = np.concatenate([x, np.zeros((n, 1), x.dtype)], 1).astype(np.float64)
         for idx in reversed(DIAGONALS):
             xd = x[:, idx]
-            pixel_codec(*(q[:, idx] for q in all_params)).push(message, (xd > 0, xd[xd > 0]))
+            pixel_codec(*params(idx, padded)).push(message, (xd > 0, xd[xd > 0]))
 
     def pop(message):
         padded = np.zeros((n, PIXELS + 1))

@@ -1,5 +1,5 @@
 import json
-import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +62,17 @@ def test_single_image_is_never_larger_than_the_fallback(data, tmp_path):
     forced = run_json("compress", src, "-o", tmp_path / "forced.bbans", "--model", "vae-8bit", "--nll-samples", 0)
     assert forced["method"] == "bbans-vae"
     assert r["compressed_bytes"] <= forced["compressed_bytes"]
+
+
+def test_idx_file_round_trips_byte_for_byte(data, tmp_path):
+    images = mnist_test("mnist", 300)
+    src = tmp_path / "t300-images-idx3-ubyte"
+    src.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 300, 28, 28) + images.tobytes())
+    original = src.read_bytes()
+    assert run_json("compress", src, "--nll-samples", 0)["layout"] == "idx"
+    src.unlink()
+    run_json("decompress", f"{src}.bbans")
+    assert src.read_bytes() == original
 
 
 def test_png_restores_pixel_exact_and_info_says_so(data, tmp_path):
