@@ -17,10 +17,13 @@ def fail(message: str, code: int = 1):
     sys.exit(code)
 
 
-def write_atomic(path: Path, data: bytes, force: bool):
-    """Write via a temporary file in the same folder, then rename: never a partial file."""
+def refuse_existing(path: Path, force: bool):
     if path.exists() and not force:
         fail(f"{path} exists; use --force to overwrite")
+
+
+def write_atomic(path: Path, data: bytes):
+    """Write via a temporary file in the same folder, then rename: never a partial file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -73,8 +76,9 @@ def compress(file, output, force, model, nll_samples, nll_images, as_json):
     """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
     from bbans import api
     output = output or file.with_name(file.name + SUFFIX)
+    refuse_existing(output, force)
     blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples, nll_images=nll_images)
-    write_atomic(output, blob, force)
+    write_atomic(output, blob)
     r.update(input=str(file), output=str(output))
     line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
             + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
@@ -96,8 +100,9 @@ def decompress(file, output, force, as_json):
         if file.suffix != SUFFIX:
             fail(f"{file} does not end in {SUFFIX}; name the output with -o")
         output = file.with_suffix("")
+    refuse_existing(output, force)
     data, r = api.decompress(file.read_bytes())
-    write_atomic(output, data, force)
+    write_atomic(output, data)
     r.update(input=str(file), output=str(output))
     emit(r, as_json, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
          + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "") + f", {r['seconds']:.2f} s")
