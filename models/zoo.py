@@ -20,10 +20,6 @@ ZOO = {
         data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
         summary="MLP VAE, 40 latents, Bernoulli pixels; binarized MNIST"),
     "vae-8bit": dict(
-        arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=3, head_hidden=32),
-        data="mnist", binarized=False, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
-        summary="MLP VAE, 50 latents, zero / discretized Laplace pixels with a local autoregressive head; 8-bit MNIST"),
-    "vae-8bit-ctx9": dict(
         arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32,
                   context=[[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1, -2], [-2, -1]]),
         data="mnist", binarized=False, epochs=60, batch=128, lr=1e-3, warmup=5, seed=0,
