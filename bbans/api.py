@@ -78,15 +78,16 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
 def decompress(blob: bytes):
     """(original file bytes, report); raises BbansError unless they check out exactly."""
     box = container.read(blob)
+    model = _model_for(box) if box.method == "bbans-vae" else None
     start = time.perf_counter()
-    if box.method == "xz":
+    if model is None:
         try:
             data = lzma.decompress(box.payload, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
         except lzma.LZMAError:
             raise BbansError("corrupt payload (xz stream does not decode)") from None
         images = None
     else:
-        images = formats.Images(box.layout, box.meta, _decode_images(box))
+        images = formats.Images(box.layout, box.meta, _decode_images(box, model))
         data = images.restore()
     seconds = time.perf_counter() - start
     if (box.layout != "png" and len(data) != box.size) or _sha(images, data) != box.sha256:
@@ -95,7 +96,8 @@ def decompress(blob: bytes):
                       original_bytes=len(data), seconds=seconds)
 
 
-def _decode_images(box: Container) -> np.ndarray:
+def _model_for(box: Container):
+    """The zoo's model for a BB-ANS container, once its header is checked."""
     from models.zoo import load
     pixels = box.images * formats.PIXELS
     if box.layout == "png":
@@ -112,6 +114,10 @@ def _decode_images(box: Container) -> np.ndarray:
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
+    return model
+
+
+def _decode_images(box: Container, model) -> np.ndarray:
     words = np.frombuffer(box.payload, "<u4").astype(np.uint32)
     try:
         return VAECodec(model).decode(words, box.images)
