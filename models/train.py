@@ -14,7 +14,7 @@ from models.zoo import ZOO, weights_path
 EVAL_IMAGES = 2000
 
 
-def save(vae, recipe, history, path):
+def save(vae, history, path):
     tmp = path.with_suffix(".tmp")
     torch.save({"config": vae.config,
                 "state_dict": {k: v.half() for k, v in vae.state_dict().items()},
@@ -67,7 +67,7 @@ def train(name, epochs=None, threads=1, log=print, out=None):
         history.append({"epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2),
                         "test_neg_elbo_bits_per_dim": round(test_neg_elbo(vae, test, recipe["binarized"]), 5)})
         log(json.dumps(history[-1]))
-        save(vae, recipe, history, path)
+        save(vae, history, path)
     return vae, history
 
 
