@@ -89,6 +89,9 @@ def decompress(blob: bytes):
     else:
         images = formats.Images(box.layout, box.meta, _decode_images(box, model))
         data = images.restore()
+        restored = formats.parse(data)
+        if restored is None or restored.layout != box.layout:
+            raise BbansError("corrupt header (the layout does not match the restored file)")
     seconds = time.perf_counter() - start
     if (box.layout != "png" and len(data) != box.size) or _sha(images, data) != box.sha256:
         raise BbansError("checksum mismatch: the file is corrupt; nothing written")

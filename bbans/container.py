@@ -56,7 +56,7 @@ def read(blob: bytes) -> Container:
         HEADER.unpack_from(blob)
     if version != VERSION:
         raise FormatError(f"format version {version} is not supported (this bbans reads version {VERSION})")
-    if method >= len(METHODS) or layout >= len(LAYOUTS):
+    if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] == "xz") != (LAYOUTS[layout] == "bytes"):
         raise FormatError("corrupt header (unknown method or layout)")
     end = HEADER.size + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bbans.bench import mnist_test
+from bbans.bench import mnist_test, npy_bytes
 from cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +138,20 @@ def test_missing_or_unreadable_input_is_one_line(tmp_path):
     for target in (tmp_path / "missing.npy", tmp_path):
         code, message = bbans("compress", target)
         assert code == 1 and message.startswith("bbans: error: ") and message.count("\n") == 1
+
+
+def test_every_truncation_and_header_bit_flip_is_refused(data):
+    """No truncated or header-corrupted container decodes, nor raises anything but the
+    documented error; payload flips too, on a sample of positions."""
+    from bbans import api
+    from bbans.container import HEADER
+    from bbans.errors import BbansError
+    original = npy_bytes(mnist_test("mnist-binarized", 3))
+    blob, _ = api.compress(original, model="vae-binary")
+    header_bits = range((HEADER.size + len("vae-binary")) * 8)
+    payload_bits = range(len(blob) * 8 - 1, (HEADER.size + 20) * 8, -97)
+    cases = [blob[:i] for i in range(len(blob))] + \
+        [blob[:i // 8] + bytes([blob[i // 8] ^ (1 << i % 8)]) + blob[i // 8 + 1:] for i in [*header_bits, *payload_bits]]
+    for bad in cases:
+        with pytest.raises(BbansError):
+            api.decompress(bad)
