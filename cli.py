@@ -127,10 +127,11 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps(rows))
         return
+    width = max(map(len, rows))
     for name, r in rows.items():
         figures = ", ".join(f"{k} {r[k]}" for k in ("test_neg_elbo_bits_per_dim", "test_nll_bits_per_dim",
                                                     "test_bbans_bits_per_dim") if k in r)
-        click.echo(f"{name:14} {r['summary']}\n{'':14} {figures or 'no model card yet'}")
+        click.echo(f"{name:{width}} {r['summary']}\n{'':{width}} {figures or 'no model card yet'}")
 
 
 @main.command()

@@ -80,9 +80,12 @@ def _png(data: bytes):
     return Images("png", struct.pack(">II", *pixels.shape), pixels.reshape(-1, PIXELS))
 
 
+READERS = {"npy": _npy, "idx": _idx, "pgm": _pgm, "png": _png}
+
+
 def parse(data: bytes):
     """Images if `data` is a file of 28x28 uint8 grey images bbans can model, else None."""
-    for reader in (_npy, _idx, _pgm, _png):
+    for reader in READERS.values():
         images = reader(data)
         if images is not None:
             return images
