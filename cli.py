@@ -85,6 +85,9 @@ def compress(file, output, force, model, nll_samples, nll_images, as_json):
     if "nll_bits_per_dim" in r:
         line += (f" (model -ELBO {r['neg_elbo_bits_per_dim']:.4f}, NLL {r['nll_bits_per_dim']:.4f}"
                  f" on {r['nll_images']} images)")
+    elif "model_bits_per_dim" in r:
+        line += (f" (model cost {r['model_bits_per_dim']:.4f}: codes {r['latent_bits_per_dim']:.4f},"
+                 f" pixels {r['pixel_bits_per_dim']:.4f})")
     emit(r, as_json, line + f", {r['seconds']:.2f} s")
 
 
@@ -115,7 +118,8 @@ def info(file, as_json):
     """Show what a .bbans file holds."""
     from bbans import api
     r = api.info(file.read_bytes())
-    emit(r, as_json, "\n".join(f"{k:17} {v}" for k, v in r.items()))
+    width = max(map(len, r))
+    emit(r, as_json, "\n".join(f"{k:{width}} {v}" for k, v in r.items()))
 
 
 @main.command()
@@ -129,7 +133,7 @@ def models(as_json):
         return
     width = max(map(len, rows))
     for name, r in rows.items():
-        figures = ", ".join(f"{k} {r[k]}" for k in ("test_neg_elbo_bits_per_dim", "test_nll_bits_per_dim",
+        figures = ", ".join(f"{k} {r[k]}" for k in ("test_neg_elbo_bits_per_dim", "test_model_bits_per_dim", "test_nll_bits_per_dim",
                                                     "test_bbans_bits_per_dim") if k in r)
         click.echo(f"{name:{width}} {r['summary']}\n{'':{width}} {figures or 'no model card yet'}")
 

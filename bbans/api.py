@@ -1,4 +1,5 @@
-"""Compress and decompress whole files: images go to a VAE of the zoo, anything else to xz."""
+"""Compress and decompress whole files: images go to a model of the zoo (a VAE with
+bits-back, or a VQ-VAE), anything else to xz."""
 import hashlib
 import lzma
 import struct
@@ -10,11 +11,14 @@ from bbans import container, formats
 from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.vae_codec import VAECodec
+from bbans.vq_codec import VQCodec
 
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 # Up to this size the fallback is tried too and the smaller file kept; beyond it, image
 # files go to the model (bits-back has paid its start-up cost long before).
 COMPARE_LIMIT = 1 << 20
+METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq"}  # the zoo's kinds of model
+LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
 def _sha(images: formats.Images, data: bytes) -> bytes:
@@ -42,26 +46,31 @@ def _xz(data: bytes):
         time.perf_counter() - start
 
 
-def _vae(data: bytes, images: formats.Images, name: str):
-    from models.zoo import load
+def _model(data: bytes, images: formats.Images, name: str):
+    from models.zoo import kind, load
     model, weights_hash = load(name)
     start = time.perf_counter()
-    words = VAECodec(model).encode(images.pixels)
+    if kind(name) == "vqvae":
+        words, latent_bits = VQCodec(model).encode(images.pixels)
+        payload = LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
+    else:
+        payload = VAECodec(model).encode(images.pixels).astype("<u4").tobytes()
     seconds = time.perf_counter() - start
-    return Container("bbans-vae", images.layout, len(data), _sha(images, data), len(images.pixels), name,
-                     bytes.fromhex(weights_hash)[:16], images.meta, words.astype("<u4").tobytes()), seconds
+    return Container(METHODS[kind(name)], images.layout, len(data), _sha(images, data), len(images.pixels), name,
+                     bytes.fromhex(weights_hash)[:16], images.meta, payload), seconds
 
 
 def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
     """(container bytes, report). `model` forces a model of the zoo for image input; with
-    `nll_samples` the report adds the model's -ELBO on the input and its importance-
-    weighted NLL bound on `nll_images` of them (default all)."""
+    `nll_samples` the report adds the model's own figures on the input (models.zoo.figures:
+    a VAE's -ELBO and its importance-weighted NLL bound on `nll_images` of them, default
+    all; a VQ-VAE's cost and its parts)."""
     images = formats.parse(data)
     if model and images is None:
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        candidates.append(_vae(data, images, pick_model(images.pixels, model)))
+        candidates.append(_model(data, images, pick_model(images.pixels, model)))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
@@ -69,7 +78,7 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds)
-    if nll_samples and box.method == "bbans-vae":
+    if nll_samples and box.model:
         from models.zoo import figures
         report.update(figures(box.model, images.pixels, nll_samples, nll_images))
     return blob, report
@@ -78,7 +87,7 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
 def decompress(blob: bytes):
     """(original file bytes, report); raises BbansError unless they check out exactly."""
     box = container.read(blob)
-    model = _model_for(box) if box.method == "bbans-vae" else None
+    model = _model_for(box) if box.model else None
     start = time.perf_counter()
     if model is None:
         try:
@@ -102,7 +111,7 @@ def decompress(blob: bytes):
 
 def _model_for(box: Container):
     """The zoo's model for a BB-ANS container, once its header is checked."""
-    from models.zoo import load
+    from models.zoo import ZOO, kind, load
     pixels = box.images * formats.PIXELS
     if box.layout == "png":
         consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
@@ -112,8 +121,10 @@ def _model_for(box: Container):
     # would otherwise size an allocation).
     if box.images == 0 or not consistent or box.images > 64 * (len(box.payload) + 1):
         raise BbansError("corrupt header (image count does not match the sizes)")
-    if len(box.payload) % 4:
+    if len(box.payload) % 4 or (box.method == "bbans-vq" and len(box.payload) < LATENT_BITS.size):
         raise BbansError("truncated or corrupt payload")
+    if box.model in ZOO and METHODS[kind(box.model)] != box.method:
+        raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
     model, weights_hash = load(box.model)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
@@ -122,9 +133,10 @@ def _model_for(box: Container):
 
 
 def _decode_images(box: Container, model) -> np.ndarray:
-    words = np.frombuffer(box.payload, "<u4").astype(np.uint32)
+    vq = box.method == "bbans-vq"
+    words = np.frombuffer(box.payload[LATENT_BITS.size if vq else 0:], "<u4").astype(np.uint32)
     try:
-        return VAECodec(model).decode(words, box.images)
+        return (VQCodec if vq else VAECodec)(model).decode(words, box.images)
     except BbansError:
         raise
     except Exception as e:  # a corrupt message can drive the coder anywhere
@@ -134,7 +146,12 @@ def _decode_images(box: Container, model) -> np.ndarray:
 def info(blob: bytes) -> dict:
     box = container.read(blob)
     dims = box.images * formats.PIXELS if box.images else box.size
+    split = {}
+    if box.method == "bbans-vq" and len(box.payload) >= LATENT_BITS.size:
+        latent_bits, = LATENT_BITS.unpack_from(box.payload)
+        pixel_bits = 8 * (len(box.payload) - LATENT_BITS.size) - latent_bits
+        split = dict(latent_bits_per_dim=latent_bits / dims, pixel_bits_per_dim=pixel_bits / dims)
     return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.images else None,
                 layout=box.layout, restores="pixel-exact PNG" if box.layout == "png" else "byte-exact",
                 n_images=box.images, original_bytes=box.size, compressed_bytes=len(blob),
-                bits_per_dim=8 * len(blob) / max(dims, 1), sha256=box.sha256.hex())
+                bits_per_dim=8 * len(blob) / max(dims, 1), **split, sha256=box.sha256.hex())

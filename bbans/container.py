@@ -3,7 +3,7 @@ then the payload. Every integer is big-endian; no pickle, no paths.
 
     magic        5 bytes  b"BBANS"
     version      u8       1
-    method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE
+    method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
     size         u64      bytes of the original file
     sha256       32 bytes of the original file (png: of its pixels)
@@ -11,7 +11,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
     model hash   16 bytes first half of the model's weights hash (zeros for xz)
     name length  u8, meta length u16
     model name   ascii; meta: the layout's header bytes (png: height and width)
-    payload      xz: the compressed file; BB-ANS: the ANS message as u32 words
+    payload      xz: the compressed file; BB-ANS: the ANS message as u32 words;
+                 VQ-VAE: u64 bits spent on the latent codes, then the ANS message
 """
 import struct
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
 VERSION = 1
-METHODS = ("xz", "bbans-vae")
+METHODS = ("xz", "bbans-vae", "bbans-vq")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 HEADER = struct.Struct(">5sBBBQ32sI16sBH")
 MAX_SIZE = 2**40

@@ -3,30 +3,55 @@ import json
 
 import torch
 
-from bbans import api
+from bbans import api, container
 from bbans.bench import mnist_test, npy_bytes
-from models.zoo import WEIGHTS, ZOO, figures, weights_path
+from bbans.vq_codec import VQCodec
+from models.zoo import WEIGHTS, ZOO, figures, kind, load, weights_path
+
+LABELS = {
+    "test_neg_elbo_bits_per_dim": "-ELBO (one posterior sample per image)",
+    "test_nll_bits_per_dim": "NLL (importance-weighted bound, {nll_samples} samples, on {nll_images:,} evenly "
+                             "spaced test images)",
+    "test_model_bits_per_dim": "model cost -log2 p(z) - log2 p(x|z_q), autoregressive prior",
+    "test_latent_bits_per_dim": "of which the codes, -log2 p(z)",
+    "test_pixel_bits_per_dim": "of which the pixels, -log2 p(x|z_q)",
+    "test_factorized_model_bits_per_dim": "model cost with the factorized prior",
+    "test_uniform_model_bits_per_dim": "model cost with a uniform prior",
+    "test_bbans_bits_per_dim": "bbans, every byte of the file ({test_compressed_bytes} bytes)",
+    "test_bbans_factorized_bits_per_dim": "bbans with the factorized prior",
+    "test_bbans_uniform_bits_per_dim": "bbans with a uniform prior",
+}
+CURVE_LABELS = {"test_neg_elbo_bits_per_dim": "-ELBO", "test_bits_per_dim": "model cost"}
+
+
+def other_priors(name: str, pixels, blob: bytes) -> dict:
+    """A VQ-VAE's achieved rates with its other priors: the same file, another message."""
+    header = len(blob) - len(container.read(blob).payload) + api.LATENT_BITS.size
+    model, _ = load(name)
+    return {f"test_bbans_{prior}_bits_per_dim": round(8 * (header + 4 * len(VQCodec(model, prior).encode(pixels)[0]))
+                                                      / pixels.size, 5) for prior in ("factorized", "uniform")}
 
 
 def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     recipe = ZOO[name]
     variant = "mnist-binarized" if recipe["binarized"] else "mnist"
     images = mnist_test(variant, 10000)
+    pixels = images.reshape(len(images), -1)
     saved = torch.load(weights_path(name), weights_only=True)
     history = saved["history"]
     blob, report = api.compress(npy_bytes(images), model=name)
-    fig = figures(name, images.reshape(len(images), -1), nll_samples=nll_samples, nll_images=nll_images)
+    fig = figures(name, pixels, nll_samples=nll_samples, nll_images=nll_images)
     card = dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
         parameters=sum(v.numel() for v in saved["state_dict"].values()),
         data=f"MNIST training set (60,000 images{', dynamically binarized' if recipe['binarized'] else ''})",
         test_data=f"MNIST test set, 10,000 images{' binarized with RandomState(0)' if recipe['binarized'] else ''}",
-        recipe={k: recipe[k] for k in ("epochs", "batch", "lr", "warmup", "seed")},
+        recipe={k: recipe[k] for k in ("epochs", "batch", "lr", "warmup", "seed") if k in recipe},
         training_minutes=history[-1]["minutes"], epochs=len(history),
-        test_neg_elbo_bits_per_dim=round(fig["neg_elbo_bits_per_dim"], 5),
-        test_nll_bits_per_dim=round(fig["nll_bits_per_dim"], 5), nll_samples=nll_samples,
-        nll_images=fig["nll_images"],
+        **{f"test_{k}": round(v, 5) for k, v in fig.items() if k.endswith("bits_per_dim")},
+        **{k: fig[k] for k in ("nll_samples", "nll_images") if k in fig},
         test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"],
+        **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
         curve=history)
     (WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     (WEIGHTS.parent / f"{name}.md").write_text(markdown(card))
@@ -34,8 +59,10 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
 
 
 def markdown(c: dict) -> str:
-    curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h['test_neg_elbo_bits_per_dim']} |" for h in c["curve"]
+    metric = next(k for k in c["curve"][0] if k in CURVE_LABELS)
+    curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h[metric]} |" for h in c["curve"]
                       if h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
+    rows = "\n".join(f"| {label.format(**c)} | {c[key]} |" for key, label in LABELS.items() if key in c)
     return f"""# {c['name']}
 
 {c['summary']}.
@@ -48,13 +75,11 @@ def markdown(c: dict) -> str:
 
 | figure (bits/dim, test set) | value |
 | --- | --- |
-| -ELBO (one posterior sample per image) | {c['test_neg_elbo_bits_per_dim']} |
-| NLL (importance-weighted bound, {c['nll_samples']} samples, on {c['nll_images']:,} evenly spaced test images) | {c['test_nll_bits_per_dim']} |
-| bbans, every byte of the file ({c['test_compressed_bytes']} bytes) | {c['test_bbans_bits_per_dim']} |
+{rows}
 
-Training curve (-ELBO on the first 2,000 test images):
+Training curve ({CURVE_LABELS[metric]} on the first 2,000 test images):
 
-| epoch | minutes | -ELBO bits/dim |
+| epoch | minutes | {CURVE_LABELS[metric]} bits/dim |
 | --- | --- | --- |
 {curve}
 """

@@ -1,15 +1,16 @@
-"""Training of the zoo's VAEs on the CPU, checkpointing every epoch."""
+"""Training of the zoo's models on the CPU, checkpointing every epoch."""
 import json
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from bbans.data import load_images
 from models.vae import VAE
-from models.zoo import ZOO, weights_path
+from models.zoo import ARCHS, ZOO, weights_path
 
 EVAL_IMAGES = 2000
 
@@ -28,11 +29,23 @@ def batch_images(images, binarized, rng):
     return torch.from_numpy(images.astype(np.float32))
 
 
+def batch_loss(model, x, epoch, recipe):
+    """The training loss per pixel; a VAE's KL term warms up over recipe["warmup"] epochs."""
+    if not isinstance(model, VAE):
+        return model.training_loss(x)
+    rec, kl = model.elbo_terms(x)
+    return (min(1.0, (epoch + 1) / recipe["warmup"]) * kl - rec).mean() / 784
+
+
 @torch.no_grad()
-def test_neg_elbo(vae, test, binarized):
+def test_metric(model, test, binarized):
+    """(name, value) of the held-out figure logged each epoch: a VAE's -ELBO, a VQ-VAE's
+    cost with its autoregressive prior, in bits/dim."""
     x = batch_images(test, binarized, np.random.RandomState(0))
-    rec, kl = vae.elbo_terms(x)
-    return float((kl - rec).mean() / (784 * math.log(2)))
+    if not isinstance(model, VAE):
+        return "test_bits_per_dim", model.test_bits_per_dim(x)
+    rec, kl = model.elbo_terms(x)
+    return "test_neg_elbo_bits_per_dim", float((kl - rec).mean() / (784 * math.log(2)))
 
 
 def train(name, epochs=None, threads=1, log=print, out=None):
@@ -43,7 +56,7 @@ def train(name, epochs=None, threads=1, log=print, out=None):
     rng = np.random.RandomState(recipe["seed"])
     train_set = load_images(recipe["data"], "train")
     test = load_images(recipe["data"], "test")[:EVAL_IMAGES]
-    vae = VAE(**recipe["arch"])
+    vae = ARCHS[recipe.get("kind", "vae")](**recipe["arch"])
     opt = torch.optim.Adam(vae.parameters(), lr=recipe["lr"])
     steps = epochs * (len(train_set) // recipe["batch"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=steps, pct_start=0.02)
@@ -51,21 +64,19 @@ def train(name, epochs=None, threads=1, log=print, out=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     history, start = [], time.time()
     for epoch in range(epochs):
-        beta = min(1.0, (epoch + 1) / recipe["warmup"])
         order = rng.permutation(len(train_set))
         vae.train()
         for i in range(len(train_set) // recipe["batch"]):
             idx = order[i * recipe["batch"]:(i + 1) * recipe["batch"]]
             x = batch_images(train_set[idx], recipe["binarized"], rng)
-            rec, kl = vae.elbo_terms(x)
-            loss = (beta * kl - rec).mean() / 784
+            loss = batch_loss(vae, x, epoch, recipe)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
         vae.eval()
-        history.append({"epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2),
-                        "test_neg_elbo_bits_per_dim": round(test_neg_elbo(vae, test, recipe["binarized"]), 5)})
+        metric, value = test_metric(vae, test, recipe["binarized"])
+        history.append({"epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2), metric: round(value, 5)})
         log(json.dumps(history[-1]))
         save(vae, history, path)
     return vae, history
@@ -73,4 +84,4 @@ def train(name, epochs=None, threads=1, log=print, out=None):
 
 if __name__ == "__main__":
     import sys
-    train(sys.argv[1], threads=int(sys.argv[2]))
+    train(sys.argv[1], threads=int(sys.argv[2]), out=Path(sys.argv[3]) if len(sys.argv) > 3 else None)

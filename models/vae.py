@@ -151,25 +151,95 @@ def grid(t, step, limit):
 ROUNDER = 1.5 * 2.0**52 * ACT_GRID  # adding and subtracting it rounds to ACT_GRID
 
 
-class ExactMLP:
-    """An `mlp` evaluated in float64 on fixed grids, so that its outputs are exact:
-    weights are multiples of 2^-14 below 8, activations multiples of 2^-10 below 2^10, so
-    with fan-ins below 2^16 every partial sum is a multiple of 2^-24 below 2^29: an integer
-    count of 2^-24 below 2^53, which float64 holds exactly in any order of summation."""
+class ExactNet:
+    """A network of Linear, Conv2d and ConvTranspose2d layers with ReLUs between them,
+    evaluated in float64 on fixed grids (convolutions on channels-last input), so that
+    its outputs are exact: weights are
+    multiples of 2^-14 below 8, activations multiples of 2^-10 below 2^10, so with fan-ins
+    below 2^16 every partial sum is a multiple of 2^-24 below 2^29: an integer count of
+    2^-24 below 2^53, which float64 holds exactly in any order of summation."""
 
     def __init__(self, seq: nn.Sequential):
-        self.layers = [(grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT).T.contiguous(),
-                        grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT))
-                       for m in seq if isinstance(m, nn.Linear)]
-        assert max(w.shape[0] for w, _ in self.layers) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
+        self.layers = [self._exact(m) for m in seq if not isinstance(m, nn.ReLU)]
+
+    @staticmethod
+    def _exact(m):
+        """The layer as matrix products (float64 GEMM is fast, and exact on the grids;
+        torch's float64 convolutions are slow)."""
+        w = grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+        b = grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+        if isinstance(m, nn.Linear):
+            return matmul_layer(w, b)
+        if isinstance(m, nn.Conv2d) and m.stride == (1, 1) and 2 * m.padding[0] + 1 == m.kernel_size[0]:
+            return conv_layer(w, b)
+        if isinstance(m, nn.ConvTranspose2d) and (m.kernel_size, m.stride, m.padding) == ((4, 4), (2, 2), (1, 1)):
+            return upsampling_layer(w, b)
+        raise TypeError(f"no exact form of {m}")
+
+    @staticmethod
+    def input_grid(h: torch.Tensor) -> torch.Tensor:
+        return h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        h = h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
-        for i, (w, b) in enumerate(self.layers):
-            h = torch.addmm(b, h, w)
+        h = self.input_grid(h)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
             if i < len(self.layers) - 1:
                 h.clamp_(0, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
         return h
+
+
+def matmul_layer(w, b, fan_in=None):
+    """A linear layer (out, in). Bounding the fan-in (of the whole layer, when this is one
+    tap of a convolution) keeps every sum exact."""
+    assert (fan_in or w.shape[1]) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
+    wt = w.T.contiguous()
+    return lambda h: torch.addmm(b, h, wt)
+
+
+def conv_layer(w, b):
+    """A stride-1 convolution (out, in, k, k) that keeps the size, on channels-last input
+    (n, H, W, in): one matmul per kernel tap, added up at its shift."""
+    k = w.shape[-1]
+    taps = [(di, dj, matmul_layer(w[:, :, di, dj], torch.zeros_like(b), w[0].numel()))
+            for di in range(k) for dj in range(k)]
+
+    def apply(h):
+        n, height, width, _ = h.shape
+        padded = F.pad(h, (0, 0, k // 2, k // 2, k // 2, k // 2))
+        out = b.repeat(n * height * width, 1)
+        for di, dj, tap in taps:
+            out += tap(padded[:, di:di + height, dj:dj + width].reshape(n * height * width, -1))
+        return out.reshape(n, height, width, -1)
+
+    return apply
+
+
+def upsampling_layer(w, b):
+    """A transposed convolution (in, out, 4, 4) with stride 2 and padding 1, on channels-
+    last input (n, H, W, in): input pixel (i, j) through kernel tap (kh, kw) adds to
+    output pixel (2i - 1 + kh, 2j - 1 + kw)."""
+    taps = [(kh, kw, matmul_layer(w[:, :, kh, kw].T, torch.zeros(w.shape[1], dtype=w.dtype), w[:, 0].numel()))
+            for kh in range(4) for kw in range(4)]
+
+    def apply(h):
+        n, height, width, _ = h.shape
+        flat = h.reshape(n * height * width, -1)
+        out = b.repeat(n, 2 * height + 2, 2 * width + 2, 1)  # one pixel of margin all round
+        for kh, kw, tap in taps:
+            out[:, kh:kh + 2 * height:2, kw:kw + 2 * width:2] += tap(flat).reshape(n, height, width, -1)
+        return out[:, 1:-1, 1:-1]
+
+    return apply
+
+
+@torch.no_grad()
+def exact_pixel_params(head: ExactNet, feats: np.ndarray, nbrs: np.ndarray):
+    """The laplace_ar head on features (..., F) and context values / 256 (..., C) ->
+    nonzero logit, Laplace mean, Laplace log-scale."""
+    inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
+    out = head(inp.reshape(-1, inp.shape[-1])).reshape(*inp.shape[:-1], 3)
+    return tuple(t.numpy() for t in pixel_params(out))
 
 
 class ExactVAE:
@@ -180,9 +250,9 @@ class ExactVAE:
         self.latent = vae.latent
         self.context = vae.context
         self.features = vae.features
-        self.encoder = ExactMLP(vae.encoder)
-        self.decoder = ExactMLP(vae.decoder)
-        self.head = ExactMLP(vae.head) if vae.likelihood == "laplace_ar" else None
+        self.encoder = ExactNet(vae.encoder)
+        self.decoder = ExactNet(vae.decoder)
+        self.head = ExactNet(vae.head) if vae.likelihood == "laplace_ar" else None
 
     @torch.no_grad()
     def posterior(self, x: np.ndarray):
@@ -199,9 +269,5 @@ class ExactVAE:
         out = self.decoder(torch.from_numpy(z)).numpy()
         return out if self.likelihood == "bernoulli" else out.reshape(len(z), PIXELS, self.features)
 
-    @torch.no_grad()
     def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
-        """Features (..., F) and context values / 256 (..., C) -> logit, mean, log-scale."""
-        inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
-        out = self.head(inp.reshape(-1, inp.shape[-1])).reshape(*inp.shape[:-1], 3)
-        return tuple(t.numpy() for t in pixel_params(out))
+        return exact_pixel_params(self.head, feats, nbrs)

@@ -9,11 +9,14 @@ import numpy as np
 import torch
 
 from bbans.errors import BbansError
-from models.vae import VAE, ExactVAE
+from models.vae import PIXELS, VAE, ExactVAE
+from models.vqvae import POSITIONS, VQVAE, ExactVQVAE
 
 ROOT = Path(__file__).parent
 WEIGHTS = ROOT / "weights"
 
+CONTEXT_9 = [[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1, -2], [-2, -1]]
+ARCHS = {"vae": VAE, "vqvae": VQVAE}
 ZOO = {
     "vae-binary": dict(
         arch=dict(likelihood="bernoulli", hidden=512, latent=40),
@@ -21,9 +24,16 @@ ZOO = {
         summary="MLP VAE, 40 latents, Bernoulli pixels; binarized MNIST"),
     "vae-8bit": dict(
         arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32,
-                  context=[[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1, -2], [-2, -1]]),
+                  context=CONTEXT_9),
         data="mnist", binarized=False, epochs=60, batch=128, lr=1e-3, warmup=5, seed=0,
         summary="MLP VAE, 50 latents, zero / discretized Laplace pixels with a 9-pixel causal context; 8-bit MNIST"),
+    "vqvae-8bit": dict(
+        kind="vqvae",
+        arch=dict(codes=64, dim=16, channels=64, features=4, head_hidden=32, prior_embed=8, prior_hidden=128,
+                  prior_radius=3, context=CONTEXT_9),
+        data="mnist", binarized=False, epochs=25, batch=128, lr=1e-3, seed=0,
+        summary="VQ-VAE, 7x7 grid of 64 codes with an autoregressive prior, zero / discretized Laplace pixels "
+                "with a 9-pixel causal context; 8-bit MNIST"),
 }
 DEFAULTS = {"binary": "vae-binary", "8bit": "vae-8bit"}
 
@@ -41,21 +51,26 @@ def card(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def kind(name: str) -> str:
+    """"vae" or "vqvae"."""
+    return ZOO[name].get("kind", "vae")
+
+
 @functools.cache
-def load_vae(name: str) -> VAE:
-    """The trained model NAME, loaded once per process."""
+def load_network(name: str):
+    """The trained torch model NAME, loaded once per process."""
     if name not in ZOO:
         raise UnknownModel(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
     path = weights_path(name)
     if not path.exists():
         raise UnknownModel(f"model {name!r} has no weights at {path}; run `bbans train {name}`")
     saved = torch.load(path, weights_only=True)
-    vae = VAE(**saved["config"])
-    vae.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
-    return vae.eval()
+    net = ARCHS[kind(name)](**saved["config"])
+    net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    return net.eval()
 
 
-def weights_hash(vae: VAE) -> str:
+def weights_hash(vae: torch.nn.Module) -> str:
     """SHA-256 of the weights in a canonical byte form (names, shapes, float32 values)."""
     h = hashlib.sha256()
     for key, value in vae.state_dict().items():
@@ -66,12 +81,15 @@ def weights_hash(vae: VAE) -> str:
 
 @torch.no_grad()
 def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500) -> dict:
-    """The model's -ELBO (one posterior sample per image, every image) and importance-
-    weighted NLL bound (nll_samples per image, on nll_images evenly spaced images, or all),
-    in bits/dim, on uint8 images (N, 784); seeded, so repeatable."""
-    vae = load_vae(name)
-    torch.manual_seed(0)
+    """The model's figures in bits/dim on uint8 images (N, 784): for a VAE, its -ELBO (one
+    posterior sample per image, every image) and importance-weighted NLL bound
+    (nll_samples per image, on nll_images evenly spaced images, or all), seeded, so
+    repeatable; for a VQ-VAE, its cost -log2 p(z) - log2 p(x|z_q) and the parts of it."""
     x = torch.from_numpy(np.asarray(pixels, np.float32).reshape(-1, 28, 28))
+    if kind(name) == "vqvae":
+        return vq_figures(load_network(name), x, batch)
+    vae = load_network(name)
+    torch.manual_seed(0)
     neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, x.split(batch)))
     out = dict(neg_elbo_bits_per_dim=neg_elbo / (x.numel() * math.log(2)))
     if nll_samples:
@@ -83,8 +101,15 @@ def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500) -> d
     return out
 
 
+def vq_figures(vq: VQVAE, x: torch.Tensor, batch: int) -> dict:
+    pixels, ar, factorized = (torch.cat(t).sum().item() / x.numel() for t in zip(*map(vq.costs, x.split(batch))))
+    return dict(model_bits_per_dim=pixels + ar, pixel_bits_per_dim=pixels, latent_bits_per_dim=ar,
+                factorized_model_bits_per_dim=pixels + factorized,
+                uniform_model_bits_per_dim=pixels + POSITIONS * math.log2(vq.codes) / PIXELS)
+
+
 @functools.cache
 def load(name: str):
-    """(ExactVAE, weights hash) of the trained model NAME, for the codecs."""
-    vae = load_vae(name)
-    return ExactVAE(vae), weights_hash(vae)
+    """(the model's exact form for the codecs, weights hash) of the trained model NAME."""
+    net = load_network(name)
+    return (ExactVQVAE if kind(name) == "vqvae" else ExactVAE)(net), weights_hash(net)

@@ -42,3 +42,18 @@ def images_for(model, n, seed=0):
         return (rng.random((n, 784)) < 0.3).astype(np.uint8)
     x = rng.integers(0, 256, (n, 784))
     return np.where(rng.random((n, 784)) < 0.6, 0, x).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_vq():
+    """An untrained small VQ-VAE, and its exact form for the codec."""
+    from models.vqvae import VQVAE, ExactVQVAE
+    torch.manual_seed(2)
+    vq = VQVAE(codes=8, dim=4, channels=8, features=2, head_hidden=8, prior_embed=4, prior_hidden=16,
+               prior_radius=2).eval()
+    vq.head[-1].bias.data = torch.tensor([0.0, 0.5, 4.0])
+    with torch.no_grad():  # codebook vectors among the encoder's outputs, so all are used
+        vectors = vq.encode(torch.randint(0, 256, (4, 28, 28))).reshape(-1, 4)
+        vq.codebook.copy_(vectors[torch.randperm(len(vectors))[:8]])
+    vq.factorized.data.normal_()
+    return vq, ExactVQVAE(vq)

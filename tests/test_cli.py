@@ -26,20 +26,37 @@ def run_json(*args):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("variant", ["mnist-binarized", "mnist"])
-def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant):
+@pytest.mark.parametrize("variant, model", [("mnist-binarized", None), ("mnist", None), ("mnist", "vqvae-8bit")])
+def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model):
     src = tmp_path / "digits.npy"
     np.save(src, mnist_test(variant, 10000))
     original = src.read_bytes()
-    r = run_json("compress", src, "--nll-samples", 1)
+    r = run_json("compress", src, "--nll-samples", 1, *(["--model", model] if model else []))
     packed = tmp_path / "digits.npy.bbans"
-    assert r["method"] == "bbans-vae" and r["n_images"] == 10000 and r["n_dims"] == 7840000
+    assert r["method"] == ("bbans-vq" if model else "bbans-vae") and r["n_images"] == 10000 and r["n_dims"] == 7840000
     assert r["compressed_bytes"] == packed.stat().st_size
     assert r["bits_per_dim"] == pytest.approx(8 * r["compressed_bytes"] / 7840000)
-    assert r["bits_per_dim"] <= 1.01 * r["neg_elbo_bits_per_dim"]
+    # The model's own cost: a VAE's -ELBO, a VQ-VAE's -log2 p(z) - log2 p(x|z_q).
+    assert r["bits_per_dim"] <= 1.01 * r["model_bits_per_dim" if model else "neg_elbo_bits_per_dim"]
+    if model:
+        i = run_json("info", packed)
+        header_bits = 8 * r["compressed_bytes"] - 7840000 * (i["latent_bits_per_dim"] + i["pixel_bits_per_dim"])
+        assert 0 < header_bits < 8 * 300
+        assert i["latent_bits_per_dim"] == pytest.approx(r["latent_bits_per_dim"], rel=0.01)
     src.unlink()
     d = run_json("decompress", packed)
     assert d["output"] == str(src) and src.read_bytes() == original
+
+
+def test_a_method_that_does_not_match_the_model_is_refused(data, tmp_path):
+    src = tmp_path / "d.npy"
+    np.save(src, mnist_test("mnist", 20))
+    run_json("compress", src, "--model", "vqvae-8bit", "--nll-samples", 0)
+    blob = bytearray((tmp_path / "d.npy.bbans").read_bytes())
+    blob[6] = 1  # the method byte: bbans-vae, with a VQ-VAE's name and payload
+    (tmp_path / "x.bbans").write_bytes(bytes(blob))
+    code, out = bbans("decompress", tmp_path / "x.bbans")
+    assert code == 1 and "method bbans-vae with model 'vqvae-8bit'" in out and not (tmp_path / "x").exists()
 
 
 def test_decoding_with_other_thread_counts(data, tmp_path):

@@ -1,0 +1,74 @@
+"""From network outputs to pixel codecs, through fixed grids and lookup tables, so that
+encoder and decoder turn the same outputs into the same probabilities."""
+import numpy as np
+
+from bbans.codecs import Codec, bernoulli, chain, quantized_laplace
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+PARAM_GRID = 2.0**-8
+
+
+class GridTable:
+    """fn on the grid low, low + step, ..., high; inputs are clipped and rounded to it."""
+
+    def __init__(self, fn, low, high, step=PARAM_GRID):
+        self.low, self.high, self.step = low, high, step
+        self.values = fn(low + step * np.arange(round((high - low) / step) + 1))
+
+    def __call__(self, x):
+        return self.values[np.rint((np.clip(x, self.low, self.high) - self.low) / self.step).astype(np.intp)]
+
+
+SIGMOID = GridTable(lambda t: 1 / (1 + np.exp(-t)), -32.0, 32.0)
+EXP = GridTable(np.exp, -12.0, 8.0)
+
+
+def context_index(context, side: int = SIDE) -> np.ndarray:
+    """(side², len(context)) flat indices of the cells at offsets (di, dj) from each cell
+    of a side x side grid; side² (a zero pad) outside the grid."""
+    rows, cols = np.divmod(np.arange(side * side), side)
+    r = rows[:, None] + np.array([di for di, _ in context])
+    c = cols[:, None] + np.array([dj for _, dj in context])
+    return np.where((r >= 0) & (r < side) & (c >= 0) & (c < side), r * side + c, side * side)
+
+
+# Pixels of each anti-diagonal i + j = d: they depend on earlier diagonals only.
+DIAGONALS = [np.flatnonzero(np.add.outer(np.arange(SIDE), np.arange(SIDE)).ravel() == d)
+             for d in range(2 * SIDE - 1)]
+
+
+def laplace_ar(model, features):
+    """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
+    nonzero ones from a discretized Laplace on 1..255, each given z's features and the
+    pixels of its causal context (the model's offsets, on earlier anti-diagonals)."""
+    n = len(features)
+    context = context_index(model.context)
+
+    def params(idx, padded):
+        logit, mean, log_scale = model.pixel_params(features[:, idx], padded[:, context[idx]] / 256.0)
+        return SIGMOID(logit), np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale)
+
+    def pixel_codec(p_nonzero, mean, scale):
+        def nonzero_values(nonzero):
+            nonzero = nonzero.astype(bool)
+            return quantized_laplace(mean[nonzero], scale[nonzero], 1, 255)
+
+        return chain(bernoulli(p_nonzero), nonzero_values)
+
+    def push(message, x):
+        padded = np.concatenate([x, np.zeros((n, 1), x.dtype)], 1).astype(np.float64)
+        for idx in reversed(DIAGONALS):
+            xd = x[:, idx]
+            pixel_codec(*params(idx, padded)).push(message, (xd > 0, xd[xd > 0]))
+
+    def pop(message):
+        padded = np.zeros((n, PIXELS + 1))
+        for idx in DIAGONALS:
+            nonzero, values = pixel_codec(*params(idx, padded)).pop(message)
+            xd = np.zeros(nonzero.shape)
+            xd[nonzero.astype(bool)] = values
+            padded[:, idx] = xd
+        return padded[:, :PIXELS].astype(np.uint8)
+
+    return Codec(push, pop)
