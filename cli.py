@@ -23,13 +23,16 @@ def refuse_existing(path: Path, force: bool):
 
 
 def write_atomic(path: Path, data: bytes):
-    """Write via a temporary file in the same folder, then rename: never a partial file."""
+    """Write via a temporary file in the same folder, read it back, then rename over the
+    output: never a partial file, and an existing output stays until the new one is whole."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if Path(tmp).read_bytes() != data:
+            raise BbansError(f"{path}: the written file does not read back; nothing written")
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -109,6 +112,18 @@ def decompress(file, output, force, as_json):
     r.update(input=str(file), output=str(output))
     emit(r, as_json, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
          + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "") + f", {r['seconds']:.2f} s")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def verify(file, as_json):
+    """Check that FILE.bbans restores its original exactly, writing nothing."""
+    from bbans import api
+    _, r = api.decompress(file.read_bytes())
+    r.update(input=str(file), ok=True)
+    emit(r, as_json, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
+         + (f", {r['model']}, {r['n_images']} images" if r["model"] else "") + ")")
 
 
 @main.command()

@@ -1,5 +1,6 @@
 """Compress and decompress whole files: images go to a model of the zoo (a VAE with
 bits-back, or a VQ-VAE), anything else to xz."""
+import functools
 import hashlib
 import lzma
 import struct
@@ -42,22 +43,45 @@ def pick_model(pixels: np.ndarray, name=None) -> str:
 def _xz(data: bytes):
     start = time.perf_counter()
     payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
-    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"", b"", payload), \
+    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"", b"", b"", payload), \
         time.perf_counter() - start
+
+
+def _encode(name: str, pixels: np.ndarray) -> bytes:
+    """The payload for images (N, 784) coded with model NAME of the zoo."""
+    from models.zoo import kind, load
+    model, _ = load(name)
+    if kind(name) == "vqvae":
+        words, latent_bits = VQCodec(model).encode(pixels)
+        return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
+    return VAECodec(model).encode(pixels).astype("<u4").tobytes()
+
+
+def probe(binary: bool) -> np.ndarray:
+    """A fixed input for the fingerprint: four striped grey images with zeros among them,
+    made by integer arithmetic alone (binarized for a binary model)."""
+    k, i, j = np.ix_(range(4), range(28), range(28))
+    x = np.where((i + 2 * j + k) % 4 == 0, 0, ((i * (k + 3) + j * (2 * k + 5)) * 37 + 11 * k) % 256)
+    return (x > 127 if binary else x).reshape(4, formats.PIXELS).astype(np.uint8)
+
+
+@functools.cache
+def fingerprint(name: str) -> bytes:
+    """What this environment's model NAME makes of the probe: the first half of the
+    SHA-256 of the coder's output. It differs wherever the probabilities do."""
+    from models.zoo import ZOO
+    return hashlib.sha256(_encode(name, probe(ZOO[name]["binarized"]))).digest()[:16]
 
 
 def _model(data: bytes, images: formats.Images, name: str):
     from models.zoo import kind, load
-    model, weights_hash = load(name)
+    _, weights_hash = load(name)
+    mark = fingerprint(name)
     start = time.perf_counter()
-    if kind(name) == "vqvae":
-        words, latent_bits = VQCodec(model).encode(images.pixels)
-        payload = LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    else:
-        payload = VAECodec(model).encode(images.pixels).astype("<u4").tobytes()
+    payload = _encode(name, images.pixels)
     seconds = time.perf_counter() - start
     return Container(METHODS[kind(name)], images.layout, len(data), _sha(images, data), len(images.pixels), name,
-                     bytes.fromhex(weights_hash)[:16], images.meta, payload), seconds
+                     bytes.fromhex(weights_hash)[:16], mark, images.meta, payload), seconds
 
 
 def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
@@ -90,23 +114,28 @@ def decompress(blob: bytes):
     model = _model_for(box) if box.model else None
     start = time.perf_counter()
     if model is None:
-        try:
-            data = lzma.decompress(box.payload, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
-        except lzma.LZMAError:
-            raise BbansError("corrupt payload (xz stream does not decode)") from None
-        images = None
+        data, images = _unxz(box), None
     else:
         images = formats.Images(box.layout, box.meta, _decode_images(box, model))
         data = images.restore()
-        # A header file rebuilt byte for byte must read back as its own layout (a PNG is
-        # written from the layout's own fields, so it needs no such check).
-        if box.layout != "png" and formats.READERS[box.layout](data) is None:
-            raise BbansError("corrupt header (the layout does not match the restored file)")
     seconds = time.perf_counter() - start
     if _sha(images, data) != box.sha256:
         raise BbansError("checksum mismatch: the file is corrupt; nothing written")
     return data, dict(method=box.method, model=box.model or None, layout=box.layout, n_images=box.images,
                       original_bytes=len(data), seconds=seconds)
+
+
+def _unxz(box: Container) -> bytes:
+    """The original of an xz container: one whole stream, nothing after it, of the size
+    the header gives (its bytes are limited to that size, whatever the stream claims)."""
+    xz = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=XZ_FILTERS)
+    try:
+        data = xz.decompress(box.payload, max_length=box.size + 1)
+    except lzma.LZMAError:
+        raise BbansError("corrupt payload (xz stream does not decode)") from None
+    if not xz.eof or xz.unused_data or len(data) != box.size:
+        raise BbansError("corrupt payload (the xz stream is cut short, too long or followed by other bytes)")
+    return data
 
 
 def _model_for(box: Container):
@@ -121,6 +150,10 @@ def _model_for(box: Container):
     # would otherwise size an allocation).
     if box.images == 0 or not consistent or box.images > 64 * (len(box.payload) + 1):
         raise BbansError("corrupt header (image count does not match the sizes)")
+    # A header file is rebuilt as meta + pixels, and must read back as its own layout,
+    # whatever the pixels (a PNG is written from the layout's own fields).
+    if box.layout != "png" and formats.READERS[box.layout](box.meta + bytes(pixels)) is None:
+        raise BbansError("corrupt header (the layout's header bytes do not fit)")
     if len(box.payload) % 4 or (box.method == "bbans-vq" and len(box.payload) < LATENT_BITS.size):
         raise BbansError("truncated or corrupt payload")
     if box.model in ZOO and METHODS[kind(box.model)] != box.method:
@@ -129,14 +162,25 @@ def _model_for(box: Container):
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
+    if box.fingerprint and box.fingerprint != fingerprint(box.model):  # version 1 files have none
+        raise BbansError(f"this file was made in an environment whose model outputs differ: its probe fingerprint "
+                         f"is {box.fingerprint.hex()}, here it is {fingerprint(box.model).hex()}; nothing decoded")
     return model
 
 
 def _decode_images(box: Container, model) -> np.ndarray:
-    vq = box.method == "bbans-vq"
-    words = np.frombuffer(box.payload[LATENT_BITS.size if vq else 0:], "<u4").astype(np.uint32)
+    if box.method == "bbans-vae":
+        return _decode_words(VAECodec(model).decode, box.payload, box.images)
+    images, latent_bits = _decode_words(VQCodec(model).decode, box.payload[LATENT_BITS.size:], box.images)
+    if latent_bits != LATENT_BITS.unpack_from(box.payload)[0]:
+        raise BbansError("corrupt payload (the bit count of the codes does not match)")
+    return images
+
+
+def _decode_words(decode, payload: bytes, n: int):
+    words = np.frombuffer(payload, "<u4").astype(np.uint32)
     try:
-        return (VQCodec if vq else VAECodec)(model).decode(words, box.images)
+        return decode(words, n)
     except BbansError:
         raise
     except Exception as e:  # a corrupt message can drive the coder anywhere

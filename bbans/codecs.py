@@ -47,6 +47,8 @@ def categorical(probs: np.ndarray) -> Codec:
     """Symbols in {0..K-1}, one row of (..., K) unnormalised probabilities each."""
     probs = np.asarray(probs, np.float64)
     shape = probs.shape[:-1]
+    if probs.shape[-1] == 1:
+        return point(np.zeros(shape, np.int32))
     model = _model.Categorical(perfect=False)
     flat = np.ascontiguousarray(probs.reshape(-1, probs.shape[-1]))
 
@@ -58,6 +60,8 @@ def categorical(probs: np.ndarray) -> Codec:
 
 def uniform(size: int, shape) -> Codec:
     """Symbols in {0..size-1}, all equally likely."""
+    if size == 1:
+        return point(np.zeros(shape, np.int32))
     n = int(np.prod(shape))
     model = _model.Uniform(size)
 
@@ -69,6 +73,8 @@ def uniform(size: int, shape) -> Codec:
 
 def quantized_laplace(mean: np.ndarray, scale: np.ndarray, low: int, high: int) -> Codec:
     """Integers in [low, high]: a Laplace integrated over unit bins, renormalised to the range."""
+    if low == high:
+        return point(np.full(np.shape(mean), low, np.int32))
     return _family(_model.QuantizedLaplace(low, high), np.shape(mean), mean, scale)
 
 

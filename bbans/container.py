@@ -2,13 +2,15 @@
 then the payload. Every integer is big-endian; no pickle, no paths.
 
     magic        5 bytes  b"BBANS"
-    version      u8       1
+    version      u8       2 (version 1, without the fingerprint, is still read)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
     size         u64      bytes of the original file
     sha256       32 bytes of the original file (png: of its pixels)
     images       u32      number of 28x28 images (0 for xz)
     model hash   16 bytes first half of the model's weights hash (zeros for xz)
+    fingerprint  16 bytes of the codec's output on a fixed probe, in the encoding
+                          environment (zeros for xz)
     name length  u8, meta length u16
     model name   ascii; meta: the layout's header bytes (png: height and width)
     payload      xz: the compressed file; BB-ANS: the ANS message as u32 words;
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-VERSION = 1
+VERSION = 2
 METHODS = ("xz", "bbans-vae", "bbans-vq")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
-HEADER = struct.Struct(">5sBBBQ32sI16sBH")
+HEADER = struct.Struct(">5sBBBQ32sI16s16sBH")
+HEADER_V1 = struct.Struct(">5sBBBQ32sI16sBH")
 MAX_SIZE = 2**40
 
 
@@ -40,6 +43,7 @@ class Container:
     images: int
     model: str
     model_hash: bytes
+    fingerprint: bytes
     meta: bytes
     payload: bytes
 
@@ -47,24 +51,33 @@ class Container:
         name = self.model.encode("ascii")
         return HEADER.pack(MAGIC, VERSION, METHODS.index(self.method), LAYOUTS.index(self.layout),
                            self.size, self.sha256, self.images, self.model_hash.ljust(16, b"\0"),
-                           len(name), len(self.meta)) + name + self.meta + self.payload
+                           self.fingerprint.ljust(16, b"\0"), len(name), len(self.meta)) + name + self.meta + self.payload
 
 
 def read(blob: bytes) -> Container:
-    if len(blob) < HEADER.size or not blob.startswith(MAGIC):
+    if len(blob) < HEADER_V1.size or not blob.startswith(MAGIC):
         raise FormatError("not a .bbans file (bad magic or too short)")
-    magic, version, method, layout, size, sha, images, model_hash, name_len, meta_len = \
-        HEADER.unpack_from(blob)
-    if version != VERSION:
-        raise FormatError(f"format version {version} is not supported (this bbans reads version {VERSION})")
+    version = blob[len(MAGIC)]
+    if version not in (1, VERSION):
+        raise FormatError(f"format version {version} is not supported (this bbans reads versions 1 and {VERSION})")
+    header = HEADER if version == VERSION else HEADER_V1
+    if len(blob) < header.size:
+        raise FormatError("not a .bbans file (too short)")
+    if version == VERSION:
+        _, _, method, layout, size, sha, images, model_hash, fingerprint, name_len, meta_len = header.unpack_from(blob)
+    else:
+        _, _, method, layout, size, sha, images, model_hash, name_len, meta_len = header.unpack_from(blob)
+        fingerprint = b""
     if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] == "xz") != (LAYOUTS[layout] == "bytes"):
         raise FormatError("corrupt header (unknown method or layout)")
-    end = HEADER.size + name_len + meta_len
+    if METHODS[method] == "xz" and (images or name_len or meta_len or any(model_hash + fingerprint)):
+        raise FormatError("corrupt header (model fields set in an xz file)")
+    end = header.size + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:
         raise FormatError("corrupt or truncated header")
     try:
-        model = blob[HEADER.size:HEADER.size + name_len].decode("ascii")
+        model = blob[header.size:header.size + name_len].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("corrupt header (model name)") from None
-    return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash,
-                     blob[HEADER.size + name_len:end], blob[end:])
+    return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash, fingerprint,
+                     blob[header.size + name_len:end], blob[end:])

@@ -7,6 +7,7 @@ for byte, since its compressed stream depends on the encoder that wrote it.
 import io
 import re
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,11 @@ def _split(data: bytes, offset: int, layout: str):
 def _npy(data: bytes):
     f = io.BytesIO(data)
     try:
-        read_header = NPY_HEADERS[np.lib.format.read_magic(f)]
-        shape, fortran, dtype = read_header(f)
+        with warnings.catch_warnings():  # numpy warns of headers it reads the slow way
+            warnings.simplefilter("ignore")
+            read_header = NPY_HEADERS[np.lib.format.read_magic(f)]
+            shape, fortran, dtype = read_header(f)
     except Exception:  # not an npy file, or one numpy cannot read
-
         return None
     ok_shape = (len(shape) == 3 and shape[1:] == (SIDE, SIDE)) or (len(shape) == 2 and shape[1] == PIXELS) \
         or shape == (SIDE, SIDE)

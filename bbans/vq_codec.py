@@ -66,12 +66,15 @@ class VQCodec:
             latent_bits += message.num_valid_bits() - before
         return message.get_compressed(), latent_bits
 
-    def decode(self, words: np.ndarray, n: int) -> np.ndarray:
-        message = new_message(words)
+    def decode(self, words: np.ndarray, n: int):
+        """The images, and the bits their codes took (as encode counted them)."""
+        message, latent_bits = new_message(words), 0
         images = np.empty((n, PIXELS), np.uint8)
         for start in reversed(range(0, n, self.batch)):
+            before = message.num_valid_bits()
             z = self.latent_codec(min(self.batch, n - start)).pop(message)
+            latent_bits += before - message.num_valid_bits()
             images[start:start + self.batch] = laplace_ar(self.model, self.model.decode(z)).pop(message)
         if not message.is_empty():
             raise CorruptData("the payload holds more data than the images it decodes to")
-        return images
+        return images, latent_bits

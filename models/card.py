@@ -12,9 +12,9 @@ LABELS = {
     "test_neg_elbo_bits_per_dim": "-ELBO (one posterior sample per image)",
     "test_nll_bits_per_dim": "NLL (importance-weighted bound, {nll_samples} samples, on {nll_images:,} evenly "
                              "spaced test images)",
-    "test_model_bits_per_dim": "model cost -log2 p(z) - log2 p(x|z_q), autoregressive prior",
+    "test_model_bits_per_dim": "model cost -log2 p(z) - log2 p(x \\| z_q), autoregressive prior",
     "test_latent_bits_per_dim": "of which the codes, -log2 p(z)",
-    "test_pixel_bits_per_dim": "of which the pixels, -log2 p(x|z_q)",
+    "test_pixel_bits_per_dim": "of which the pixels, -log2 p(x \\| z_q)",
     "test_factorized_model_bits_per_dim": "model cost with the factorized prior",
     "test_uniform_model_bits_per_dim": "model cost with a uniform prior",
     "test_bbans_bits_per_dim": "bbans, every byte of the file ({test_compressed_bytes} bytes)",

@@ -197,37 +197,47 @@ def matmul_layer(w, b, fan_in=None):
     return lambda h: torch.addmm(b, h, wt)
 
 
+def all_taps(w, taps_dims):
+    """One matmul for every kernel tap at once: (n, in) -> (n, *taps, out), from weights
+    (in, out, *taps) (the taps adding up make the whole layer's fan-in)."""
+    c_in, c_out = w.shape[:2]
+    linear = matmul_layer(w.permute(0, *range(2, w.dim()), 1).reshape(c_in, -1).T,
+                          torch.zeros(w[0].numel(), dtype=w.dtype), w[:, 0].numel())
+    return lambda h: linear(h.reshape(-1, c_in)).reshape(*h.shape[:-1], *taps_dims, c_out)
+
+
 def conv_layer(w, b):
     """A stride-1 convolution (out, in, k, k) that keeps the size, on channels-last input
-    (n, H, W, in): one matmul per kernel tap, added up at its shift."""
+    (n, H, W, in): input pixel (i, j) through tap (di, dj) adds to output pixel
+    (i + k//2 - di, j + k//2 - dj)."""
     k = w.shape[-1]
-    taps = [(di, dj, matmul_layer(w[:, :, di, dj], torch.zeros_like(b), w[0].numel()))
-            for di in range(k) for dj in range(k)]
+    taps = all_taps(w.transpose(0, 1), (k, k))
 
     def apply(h):
         n, height, width, _ = h.shape
-        padded = F.pad(h, (0, 0, k // 2, k // 2, k // 2, k // 2))
-        out = b.repeat(n * height * width, 1)
-        for di, dj, tap in taps:
-            out += tap(padded[:, di:di + height, dj:dj + width].reshape(n * height * width, -1))
-        return out.reshape(n, height, width, -1)
+        y = taps(h)
+        out = b.repeat(n, height + 2 * (k // 2), width + 2 * (k // 2), 1)  # a margin of k//2 all round
+        for di in range(k):
+            for dj in range(k):
+                out[:, k - 1 - di:k - 1 - di + height, k - 1 - dj:k - 1 - dj + width] += y[:, :, :, di, dj]
+        return out[:, k // 2:k // 2 + height, k // 2:k // 2 + width]
 
     return apply
 
 
 def upsampling_layer(w, b):
     """A transposed convolution (in, out, 4, 4) with stride 2 and padding 1, on channels-
-    last input (n, H, W, in): input pixel (i, j) through kernel tap (kh, kw) adds to
-    output pixel (2i - 1 + kh, 2j - 1 + kw)."""
-    taps = [(kh, kw, matmul_layer(w[:, :, kh, kw].T, torch.zeros(w.shape[1], dtype=w.dtype), w[:, 0].numel()))
-            for kh in range(4) for kw in range(4)]
+    last input (n, H, W, in): input pixel (i, j) through tap (kh, kw) adds to output
+    pixel (2i - 1 + kh, 2j - 1 + kw)."""
+    taps = all_taps(w, (4, 4))
 
     def apply(h):
         n, height, width, _ = h.shape
-        flat = h.reshape(n * height * width, -1)
+        y = taps(h)
         out = b.repeat(n, 2 * height + 2, 2 * width + 2, 1)  # one pixel of margin all round
-        for kh, kw, tap in taps:
-            out[:, kh:kh + 2 * height:2, kw:kw + 2 * width:2] += tap(flat).reshape(n, height, width, -1)
+        for kh in range(4):
+            for kw in range(4):
+                out[:, kh:kh + 2 * height:2, kw:kw + 2 * width:2] += y[:, :, :, kh, kw]
         return out[:, 1:-1, 1:-1]
 
     return apply

@@ -178,7 +178,8 @@ class ExactVQVAE:
     def decode(self, z: np.ndarray) -> np.ndarray:
         """Code indices (B, 49) -> pixel features (B, 784, F)."""
         zq = self.codebook[torch.from_numpy(z)].reshape(-1, GRID, GRID, self.vq.dim)  # channels-last
-        return self.decoder(zq).reshape(len(z), PIXELS, -1).numpy()
+        # In slices, so that each layer's products for all its taps stay small.
+        return torch.cat([self.decoder(part) for part in zq.split(100)]).reshape(len(z), PIXELS, -1).numpy()
 
     def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
         return exact_pixel_params(self.head, feats, nbrs)

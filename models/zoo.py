@@ -29,10 +29,10 @@ ZOO = {
         summary="MLP VAE, 50 latents, zero / discretized Laplace pixels with a 9-pixel causal context; 8-bit MNIST"),
     "vqvae-8bit": dict(
         kind="vqvae",
-        arch=dict(codes=64, dim=16, channels=64, features=4, head_hidden=32, prior_embed=8, prior_hidden=128,
+        arch=dict(codes=16, dim=16, channels=64, features=4, head_hidden=32, prior_embed=8, prior_hidden=128,
                   prior_radius=3, context=CONTEXT_9),
         data="mnist", binarized=False, epochs=25, batch=128, lr=1e-3, seed=0,
-        summary="VQ-VAE, 7x7 grid of 64 codes with an autoregressive prior, zero / discretized Laplace pixels "
+        summary="VQ-VAE, 7x7 grid of 16 codes with an autoregressive prior, zero / discretized Laplace pixels "
                 "with a 9-pixel causal context; 8-bit MNIST"),
 }
 DEFAULTS = {"binary": "vae-binary", "8bit": "vae-8bit"}

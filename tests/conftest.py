@@ -15,7 +15,7 @@ def pytest_collection_modifyitems(items):
                 item.add_marker(skip)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data():
     """Marks a test that reads the MNIST files through BBANS_DATA."""
     return os.environ["BBANS_DATA"]

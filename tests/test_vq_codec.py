@@ -33,7 +33,9 @@ def test_round_trip_across_batches(tiny_vq, prior, n):
     x = eight_bit(n, seed=n)
     words, latent_bits = codec.encode(x)
     assert 0 < latent_bits < 32 * len(words)
-    np.testing.assert_array_equal(codec.decode(words, n), x)
+    images, decoded_bits = codec.decode(words, n)
+    np.testing.assert_array_equal(images, x)
+    assert decoded_bits == latent_bits
 
 
 def pushed_bits(codec, push):

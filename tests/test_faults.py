@@ -1,0 +1,17 @@
+"""Every kind of bad input of benchmarks/faults.py, on small files of every method: each
+ends in the documented error (the benchmark runs the same at full scale)."""
+import pytest
+
+from benchmarks.faults import cases, outcome, small_files
+
+
+@pytest.fixture(scope="module")
+def files(data):
+    return small_files()
+
+
+@pytest.mark.parametrize("name", ["vae-binary", "vae-8bit", "vqvae-8bit", "xz"])
+def test_every_bad_variant_is_refused(files, name):
+    for fault, bad in cases(files[name], payload_step=97).items():
+        refused = [outcome(b)[0] for b in bad]
+        assert all(refused), (fault, refused.index(False))

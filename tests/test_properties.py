@@ -1,0 +1,103 @@
+"""Property-based tests (hypothesis): every codec round-trips whatever its parameters, and
+no sequence of bytes makes the container reader or decompress fail any other way than
+with the documented error."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from bbans import api, codecs as c, container
+from bbans.errors import BbansError
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+probability = st.floats(0, 1)
+sizes = st.integers(1, 40)
+
+
+def round_trips(codec, symbols):
+    message = c.new_message()
+    c.uniform(2**16, (8,)).push(message, np.arange(8))
+    before = message.get_compressed().copy()
+    codec.push(message, symbols)
+    popped = codec.pop(message)
+    assert message.get_compressed().tobytes() == before.tobytes()
+    return popped
+
+
+@SETTINGS
+@given(st.data(), sizes)
+def test_bernoulli(data, n):
+    p = data.draw(arrays(np.float64, n, elements=probability))
+    x = data.draw(arrays(np.int32, n, elements=st.integers(0, 1)))
+    np.testing.assert_array_equal(round_trips(c.bernoulli(p), x), x)
+
+
+@SETTINGS
+@given(st.data(), sizes, st.integers(1, 300))
+def test_categorical(data, n, k):
+    probs = data.draw(arrays(np.float64, (n, k), elements=st.floats(0, 1e6)))
+    probs[:, 0] += 1e-3  # a row needs some mass; any symbol may still be coded
+    x = data.draw(arrays(np.int32, n, elements=st.integers(0, k - 1)))
+    np.testing.assert_array_equal(round_trips(c.categorical(probs), x), x)
+
+
+@SETTINGS
+@given(st.data(), sizes, st.integers(-300, 300), st.integers(0, 600))
+def test_quantized_laplace(data, n, low, width):
+    mean = data.draw(arrays(np.float64, n, elements=st.floats(-1e4, 1e4)))
+    scale = data.draw(arrays(np.float64, n, elements=st.floats(1e-3, 1e4)))
+    x = data.draw(arrays(np.int32, n, elements=st.integers(low, low + width)))
+    np.testing.assert_array_equal(round_trips(c.quantized_laplace(mean, scale, low, low + width), x), x)
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 2**16), sizes)
+def test_uniform(data, size, n):
+    x = data.draw(arrays(np.int32, n, elements=st.integers(0, size - 1)))
+    np.testing.assert_array_equal(round_trips(c.uniform(size, (n,)), x), x)
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 12), sizes)
+def test_bucket_posterior(data, precision, n):
+    mean = data.draw(arrays(np.float64, n, elements=st.floats(-40, 40)))
+    std = data.draw(arrays(np.float64, n, elements=st.floats(1e-6, 100)))
+    x = data.draw(arrays(np.int64, n, elements=st.integers(0, 2**precision - 1)))
+    np.testing.assert_array_equal(round_trips(c.StdBuckets(precision).posterior(mean, std), x), x)
+
+
+@SETTINGS
+@given(st.binary(max_size=300))
+def test_reading_any_bytes_gives_a_container_or_the_format_error(blob):
+    try:
+        container.read(blob)
+    except container.FormatError:
+        pass
+
+
+def refuses(blob):
+    with pytest.raises(BbansError):
+        api.decompress(blob)
+
+
+@SETTINGS
+@given(st.binary(max_size=200))
+def test_decompressing_bytes_after_a_valid_start_raises_only_the_documented_error(rest):
+    refuses(b"BBANS\x02" + rest)
+
+
+@pytest.fixture(scope="module")
+def small_files(data):
+    from bbans.bench import mnist_test, npy_bytes
+    return [api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
+            for v, m in [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"), ("mnist", "vqvae-8bit")]] + \
+        [api.compress(b"some text " * 20)[0]]
+
+
+@SETTINGS
+@given(draws=st.data())
+def test_any_change_to_a_valid_file_is_refused(small_files, draws):
+    blob = bytearray(draws.draw(st.sampled_from(small_files)))
+    for i in draws.draw(st.sets(st.integers(0, len(blob) - 1), min_size=1, max_size=4)):
+        blob[i] ^= draws.draw(st.integers(1, 255))
+    refuses(bytes(blob))
