@@ -60,6 +60,10 @@ class App(click.Group):
             fail(f"internal error ({type(e).__name__}: {e})", 3)
 
 
+WORKERS = click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+                       help="Processes decoding chunks in parallel.")
+
+
 @click.group(cls=App)
 def main():
     """Lossless compression of image data with bits-back coding (BB-ANS) and trained VAEs."""
@@ -74,13 +78,18 @@ def main():
               help="Importance samples per image for the NLL reported beside the rate (0: skip the model figures).")
 @click.option("--nll-images", default=500, show_default=True,
               help="Evenly spaced images the NLL bound is computed on (0: all; the -ELBO always uses all).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes coding chunks in parallel; the file is the same for any number.")
+@click.option("--chunk-images", default=10000, show_default=True, type=click.IntRange(1),
+              help="Images per independently decodable chunk.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def compress(file, output, force, model, nll_samples, nll_images, as_json):
+def compress(file, output, force, model, nll_samples, nll_images, workers, chunk_images, as_json):
     """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
     from bbans import api
     output = output or file.with_name(file.name + SUFFIX)
     refuse_existing(output, force)
-    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples, nll_images=nll_images)
+    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples, nll_images=nll_images,
+                           workers=workers, chunk_images=chunk_images)
     write_atomic(output, blob)
     r.update(input=str(file), output=str(output))
     line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
@@ -98,8 +107,9 @@ def compress(file, output, force, model, nll_samples, nll_images, as_json):
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE without .bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
+@WORKERS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def decompress(file, output, force, as_json):
+def decompress(file, output, force, workers, as_json):
     """Restore the original of FILE.bbans, checked against its SHA-256."""
     from bbans import api
     if output is None:
@@ -107,7 +117,7 @@ def decompress(file, output, force, as_json):
             fail(f"{file} does not end in {SUFFIX}; name the output with -o")
         output = file.with_suffix("")
     refuse_existing(output, force)
-    data, r = api.decompress(file.read_bytes())
+    data, r = api.decompress(file.read_bytes(), workers=workers)
     write_atomic(output, data)
     r.update(input=str(file), output=str(output))
     emit(r, as_json, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
@@ -116,11 +126,12 @@ def decompress(file, output, force, as_json):
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@WORKERS
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(file, as_json):
+def verify(file, workers, as_json):
     """Check that FILE.bbans restores its original exactly, writing nothing."""
     from bbans import api
-    _, r = api.decompress(file.read_bytes())
+    _, r = api.decompress(file.read_bytes(), workers=workers)
     r.update(input=str(file), ok=True)
     emit(r, as_json, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
          + (f", {r['model']}, {r['n_images']} images" if r["model"] else "") + ")")

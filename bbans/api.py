@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from bbans import container, formats
+from bbans import chunks, container, formats
 from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.vae_codec import VAECodec
@@ -73,50 +73,63 @@ def fingerprint(name: str) -> bytes:
     return hashlib.sha256(_encode(name, probe(ZOO[name]["binarized"]))).digest()[:16]
 
 
-def _model(data: bytes, images: formats.Images, name: str):
+def _encode_job(job) -> bytes:
+    return _encode(*job)
+
+
+def _model(data: bytes, images: formats.Images, name: str, workers: int, chunk_images: int):
     from models.zoo import kind, load
     _, weights_hash = load(name)
     mark = fingerprint(name)
     start = time.perf_counter()
-    payload = _encode(name, images.pixels)
+    jobs = [(name, images.pixels[a:b]) for a, b in chunks.bounds(len(images.pixels), chunk_images)]
+    payloads = chunks.parallel_map(_encode_job, jobs, workers)
+    payload = chunks.pack([chunks.Chunk(len(pixels), message, chunks.pixel_sha(pixels))
+                           for (_, pixels), message in zip(jobs, payloads)])
     seconds = time.perf_counter() - start
     return Container(METHODS[kind(name)], images.layout, len(data), _sha(images, data), len(images.pixels), name,
                      bytes.fromhex(weights_hash)[:16], mark, images.meta, payload), seconds
 
 
-def compress(data: bytes, model=None, nll_samples=0, nll_images=None):
+def compress(data: bytes, model=None, nll_samples=0, nll_images=None, workers=1, chunk_images=chunks.CHUNK_IMAGES):
     """(container bytes, report). `model` forces a model of the zoo for image input; with
     `nll_samples` the report adds the model's own figures on the input (models.zoo.figures:
     a VAE's -ELBO and its importance-weighted NLL bound on `nll_images` of them, default
-    all; a VQ-VAE's cost and its parts)."""
+    all; a VQ-VAE's cost and its parts). Images are coded in independent chunks of
+    `chunk_images`, by `workers` processes; the file does not depend on `workers`."""
+    if chunk_images < 1:
+        raise BbansError("the chunk size must be at least one image")
     images = formats.parse(data)
     if model and images is None:
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        candidates.append(_model(data, images, pick_model(images.pixels, model)))
+        candidates.append(_model(data, images, pick_model(images.pixels, model), workers, chunk_images))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
     dims = images.pixels.size if images is not None else len(data)
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
-                  compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds)
+                  compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds,
+                  chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.model else 0)
     if nll_samples and box.model:
         from models.zoo import figures
         report.update(figures(box.model, images.pixels, nll_samples, nll_images))
     return blob, report
 
 
-def decompress(blob: bytes):
-    """(original file bytes, report); raises BbansError unless they check out exactly."""
+def decompress(blob: bytes, workers: int = 1):
+    """(original file bytes, report); raises BbansError unless they check out exactly.
+    Chunks are decoded by `workers` processes."""
     box = container.read(blob)
-    model = _model_for(box) if box.model else None
+    if box.model:
+        _check_model(box)
     start = time.perf_counter()
-    if model is None:
+    if not box.model:
         data, images = _unxz(box), None
     else:
-        images = formats.Images(box.layout, box.meta, _decode_images(box, model))
+        images = formats.Images(box.layout, box.meta, _decode_images(box, workers))
         data = images.restore()
     seconds = time.perf_counter() - start
     if _sha(images, data) != box.sha256:
@@ -138,8 +151,9 @@ def _unxz(box: Container) -> bytes:
     return data
 
 
-def _model_for(box: Container):
-    """The zoo's model for a BB-ANS container, once its header is checked."""
+def _check_model(box: Container):
+    """Checks the header of a model's container, and that this environment's model is
+    the one that made it."""
     from models.zoo import ZOO, kind, load
     pixels = box.images * formats.PIXELS
     if box.layout == "png":
@@ -154,30 +168,44 @@ def _model_for(box: Container):
     # whatever the pixels (a PNG is written from the layout's own fields).
     if box.layout != "png" and formats.READERS[box.layout](box.meta + bytes(pixels)) is None:
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
-    if len(box.payload) % 4 or (box.method == "bbans-vq" and len(box.payload) < LATENT_BITS.size):
-        raise BbansError("truncated or corrupt payload")
     if box.model in ZOO and METHODS[kind(box.model)] != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
-    model, weights_hash = load(box.model)
+    _, weights_hash = load(box.model)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
     if box.fingerprint and box.fingerprint != fingerprint(box.model):  # version 1 files have none
         raise BbansError(f"this file was made in an environment whose model outputs differ: its probe fingerprint "
                          f"is {box.fingerprint.hex()}, here it is {fingerprint(box.model).hex()}; nothing decoded")
-    return model
 
 
-def _decode_images(box: Container, model) -> np.ndarray:
-    if box.method == "bbans-vae":
-        return _decode_words(VAECodec(model).decode, box.payload, box.images)
-    images, latent_bits = _decode_words(VQCodec(model).decode, box.payload[LATENT_BITS.size:], box.images)
-    if latent_bits != LATENT_BITS.unpack_from(box.payload)[0]:
+def _decode_images(box: Container, workers: int) -> np.ndarray:
+    parts = chunks.unpack(box.payload, box.images)
+    decoded = chunks.parallel_map(_decode_job, [(box.method, box.model, c.payload, c.images) for c in parts], workers)
+    for i, (part, pixels) in enumerate(zip(parts, decoded)):
+        if chunks.pixel_sha(pixels) != part.sha256:
+            raise BbansError(f"checksum mismatch in chunk {i + 1} of {len(parts)}: the file is corrupt; nothing written")
+    return np.concatenate(decoded)
+
+
+def _decode_job(job) -> np.ndarray:
+    """The pixels of one chunk."""
+    from models.zoo import load
+    method, name, payload, n = job
+    model, _ = load(name)
+    if method == "bbans-vae":
+        return _decode_words(VAECodec(model).decode, payload, n)
+    if len(payload) < LATENT_BITS.size:
+        raise BbansError("truncated or corrupt payload")
+    images, latent_bits = _decode_words(VQCodec(model).decode, payload[LATENT_BITS.size:], n)
+    if latent_bits != LATENT_BITS.unpack_from(payload)[0]:
         raise BbansError("corrupt payload (the bit count of the codes does not match)")
     return images
 
 
 def _decode_words(decode, payload: bytes, n: int):
+    if len(payload) % 4:
+        raise BbansError("truncated or corrupt payload")
     words = np.frombuffer(payload, "<u4").astype(np.uint32)
     try:
         return decode(words, n)
@@ -190,12 +218,13 @@ def _decode_words(decode, payload: bytes, n: int):
 def info(blob: bytes) -> dict:
     box = container.read(blob)
     dims = box.images * formats.PIXELS if box.images else box.size
+    parts = chunks.unpack(box.payload, box.images) if box.model else []
     split = {}
-    if box.method == "bbans-vq" and len(box.payload) >= LATENT_BITS.size:
-        latent_bits, = LATENT_BITS.unpack_from(box.payload)
-        pixel_bits = 8 * (len(box.payload) - LATENT_BITS.size) - latent_bits
+    if box.method == "bbans-vq" and all(len(c.payload) >= LATENT_BITS.size for c in parts):
+        latent_bits = sum(LATENT_BITS.unpack_from(c.payload)[0] for c in parts)
+        pixel_bits = 8 * sum(len(c.payload) - LATENT_BITS.size for c in parts) - latent_bits
         split = dict(latent_bits_per_dim=latent_bits / dims, pixel_bits_per_dim=pixel_bits / dims)
     return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.images else None,
                 layout=box.layout, restores="pixel-exact PNG" if box.layout == "png" else "byte-exact",
-                n_images=box.images, original_bytes=box.size, compressed_bytes=len(blob),
+                n_images=box.images, chunks=len(parts), original_bytes=box.size, compressed_bytes=len(blob),
                 bits_per_dim=8 * len(blob) / max(dims, 1), **split, sha256=box.sha256.hex())

@@ -1,5 +1,6 @@
 """Bad input against `bbans decompress`: every kind the tests try, at full scale, plus
-random mutations for a fixed time, on small files of every method. Prints a table of
+random edits drawn by hypothesis for a fixed time, on small files of every method.
+Prints a table of
 faults, cases and outcomes; any outcome but the documented error fails the run.
 
     BBANS_DATA=../shared/data python -m benchmarks.faults [--seconds 60] [--json]
@@ -10,6 +11,8 @@ import resource
 import struct
 import sys
 import time
+
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from bbans import api
 from bbans.container import HEADER
@@ -55,23 +58,41 @@ def cases(blob: bytes, payload_step: int = 1, seed: int = 0) -> dict:
     }
 
 
-def mutate(blob: bytes, rng: random.Random) -> bytes:
-    """One random edit: flip some bytes, cut, insert or splice."""
+def edit(draws, blob: bytes) -> bytes:
+    """One to four random edits drawn by hypothesis: bytes changed, cut or inserted."""
     b = bytearray(blob)
-    kind = rng.randrange(4)
-    if kind == 0:
-        for _ in range(rng.randint(1, 8)):
-            b[rng.randrange(len(b))] ^= rng.randint(1, 255)
-    elif kind == 1:
-        i = rng.randrange(len(b))
-        del b[i:i + rng.randint(1, 64)]
-    elif kind == 2:
-        i = rng.randrange(len(b) + 1)
-        b[i:i] = rng.randbytes(rng.randint(1, 64))
-    else:
-        i, j = sorted(rng.randrange(len(b)) for _ in range(2))
-        b[i:j] = b[i:j][::-1]
+    for _ in range(draws.draw(st.integers(1, 4))):
+        i = draws.draw(st.integers(0, max(len(b) - 1, 0)))
+        kind = draws.draw(st.sampled_from(["change", "cut", "insert"]))
+        if kind == "change" and b:
+            b[i] ^= draws.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del b[i:i + draws.draw(st.integers(1, 64))]
+        else:
+            b[i:i] = draws.draw(st.binary(min_size=1, max_size=64))
     return bytes(b)
+
+
+def fuzz(files: dict, seconds: float) -> dict:
+    """Hypothesis-driven edits of the files for `seconds`: how many differed from their
+    file, how many of those were refused, and the slowest."""
+    tally = dict(cases=0, refused=0, max_seconds=0.0)
+
+    @settings(max_examples=200, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def one(draws):
+        blob = files[draws.draw(st.sampled_from(sorted(files)))]
+        bad = edit(draws, blob)
+        if bad != blob:
+            refused, t = outcome(bad)
+            tally.update(cases=tally["cases"] + 1, refused=tally["refused"] + refused,
+                         max_seconds=max(tally["max_seconds"], t))
+
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        one()
+    return tally
 
 
 def outcome(bad: bytes):
@@ -93,17 +114,7 @@ def run(seconds: float, payload_step: int = 7) -> list:
             results = [outcome(b) for b in bad]
             rows.append(dict(file=name, fault=fault, cases=len(results), refused=sum(r for r, _ in results),
                              max_seconds=max(t for _, t in results)))
-    rng, tried, refused, slowest = random.Random(1), 0, 0, 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        blob = files[rng.choice(list(files))]
-        bad = mutate(blob, rng)
-        if bad == blob:  # an edit that changed nothing (a palindrome reversed)
-            continue
-        ok, t = outcome(bad)
-        tried, refused, slowest = tried + 1, refused + ok, max(slowest, t)
-    rows.append(dict(file="all", fault=f"random mutations for {seconds:g} s", cases=tried, refused=refused,
-                     max_seconds=slowest))
+    rows.append(dict(file="all", fault=f"hypothesis edits for {seconds:g} s", **fuzz(files, seconds)))
     return rows
 
 

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from bbans import api, container
+from bbans import api, chunks, container
 from bbans.bench import mnist_test, npy_bytes
 from bbans.vq_codec import VQCodec
 from models.zoo import WEIGHTS, ZOO, figures, kind, load, weights_path
@@ -26,7 +26,8 @@ CURVE_LABELS = {"test_neg_elbo_bits_per_dim": "-ELBO", "test_bits_per_dim": "mod
 
 def other_priors(name: str, pixels, blob: bytes) -> dict:
     """A VQ-VAE's achieved rates with its other priors: the same file, another message."""
-    header = len(blob) - len(container.read(blob).payload) + api.LATENT_BITS.size
+    box = container.read(blob)
+    header = len(blob) - sum(len(c.payload) - api.LATENT_BITS.size for c in chunks.unpack(box.payload, box.images))
     model, _ = load(name)
     return {f"test_bbans_{prior}_bits_per_dim": round(8 * (header + 4 * len(VQCodec(model, prior).encode(pixels)[0]))
                                                       / pixels.size, 5) for prior in ("factorized", "uniform")}

@@ -226,3 +226,15 @@ def test_an_interrupt_leaves_no_output(data, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "bbans: error: interrupted; nothing written\n"
     assert [p.name for p in tmp_path.iterdir()] == ["d.npy"]
+
+
+def test_workers_on_the_command_line(data, tmp_path):
+    src = tmp_path / "d.npy"
+    np.save(src, mnist_test("mnist-binarized", 250))
+    run_json("compress", src, "-o", tmp_path / "one.bbans", "--chunk-images", 100, "--nll-samples", 0)
+    r = run_json("compress", src, "-o", tmp_path / "two.bbans", "--chunk-images", 100, "--workers", 2,
+                 "--nll-samples", 0)
+    assert r["chunks"] == 3 and (tmp_path / "one.bbans").read_bytes() == (tmp_path / "two.bbans").read_bytes()
+    run_json("decompress", tmp_path / "two.bbans", "-o", tmp_path / "back.npy", "--workers", 2)
+    assert (tmp_path / "back.npy").read_bytes() == src.read_bytes()
+    assert run_json("verify", tmp_path / "two.bbans", "--workers", 2)["ok"]

@@ -1,0 +1,59 @@
+"""Chunked payloads: boundaries, worker processes, decoding order and per-chunk checksums."""
+import numpy as np
+import pytest
+
+from bbans import api, chunks, container
+from bbans.bench import mnist_test, npy_bytes
+from bbans.errors import BbansError
+
+MODELS = [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"), ("mnist", "vqvae-8bit")]
+
+
+@pytest.mark.parametrize("variant, model", MODELS)
+@pytest.mark.parametrize("n", [1, 4, 5, 9])
+def test_round_trip_across_chunk_boundaries(data, variant, model, n):
+    """Chunks of 4 images: one image, exactly one chunk, one chunk and one image, and a
+    count that is not a multiple of the chunk size."""
+    original = npy_bytes(mnist_test(variant, n))
+    blob, report = api.compress(original, model=model, chunk_images=4)
+    parts = chunks.unpack(container.read(blob).payload, n)
+    assert report["chunks"] == len(parts) == -(-n // 4) and [c.images for c in parts] == [4] * (n // 4) + [n % 4] * (n % 4 > 0)
+    assert api.decompress(blob)[0] == original
+
+
+def test_two_workers_make_the_same_file_and_decode_it(data):
+    original = npy_bytes(mnist_test("mnist", 9))
+    one, _ = api.compress(original, model="vae-8bit", chunk_images=4)
+    two, _ = api.compress(original, model="vae-8bit", chunk_images=4, workers=2)
+    assert one == two
+    assert api.decompress(one, workers=2)[0] == original
+
+
+def test_chunks_decode_in_any_order(data, monkeypatch):
+    original = npy_bytes(mnist_test("mnist-binarized", 13))
+    blob, _ = api.compress(original, model="vae-binary", chunk_images=4)
+
+    def backwards(fn, items, workers):
+        return [fn(item) for item in items[::-1]][::-1]
+
+    monkeypatch.setattr(chunks, "parallel_map", backwards)
+    assert api.decompress(blob)[0] == original
+
+
+def test_each_chunk_is_checked_against_its_checksum(data):
+    blob, _ = api.compress(npy_bytes(mnist_test("mnist-binarized", 9)), model="vae-binary", chunk_images=4)
+    box = container.read(blob)
+    parts = chunks.unpack(box.payload, 9)
+    parts[1].sha256 = bytes(32)
+    box.payload = chunks.pack(parts)
+    with pytest.raises(BbansError, match="checksum mismatch in chunk 2 of 3"):
+        api.decompress(box.to_bytes())
+
+
+def test_tables_that_do_not_add_up_are_refused():
+    good = [chunks.Chunk(2, b"abcd", bytes(32)), chunks.Chunk(1, b"ef", bytes(32))]
+    assert chunks.unpack(chunks.pack(good), 3) == good
+    for payload, images in [(chunks.pack(good), 4), (chunks.pack(good)[:-1], 3), (chunks.pack([]), 0),
+                            (chunks.pack([chunks.Chunk(0, b"", bytes(32))] + good), 3), (b"\xff\xff\xff\xff", 3)]:
+        with pytest.raises(BbansError):
+            chunks.unpack(payload, images)
