@@ -238,3 +238,22 @@ def test_workers_on_the_command_line(data, tmp_path):
     run_json("decompress", tmp_path / "two.bbans", "-o", tmp_path / "back.npy", "--workers", 2)
     assert (tmp_path / "back.npy").read_bytes() == src.read_bytes()
     assert run_json("verify", tmp_path / "two.bbans", "--workers", 2)["ok"]
+
+
+def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
+    """The kernel refuses writes past RLIMIT_FSIZE (EFBIG), as a full disk would refuse
+    them (ENOSPC): the output is never complete, and nothing is left behind."""
+    import resource
+    limit = 1000  # bytes; the container is larger
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "out.bbans"
+    before = sorted(tmp_path.iterdir())
+    proc = subprocess.run([sys.executable, "-c", "from cli import main; main()", "compress", str(tmp_path / "d.npy"),
+                           "-o", str(out), "--nll-samples", "0"], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=limited)
+    assert proc.returncode == 1 and proc.stderr.startswith("bbans: error: ") and proc.stderr.count("\n") == 1
+    assert "too large" in proc.stderr.lower()
+    assert sorted(tmp_path.iterdir()) == before

@@ -101,3 +101,36 @@ def test_any_change_to_a_valid_file_is_refused(small_files, draws):
     for i in draws.draw(st.sets(st.integers(0, len(blob) - 1), min_size=1, max_size=4)):
         blob[i] ^= draws.draw(st.integers(1, 255))
     refuses(bytes(blob))
+
+
+@SETTINGS
+@given(st.data(), st.integers(2, 9), st.integers(2, 9), sizes)
+def test_serial_chain_and_bits_back(data, k_z, k_x, n):
+    """A toy latent-variable model with random tables: bits-back over a chain and a
+    serial pair round-trips, and leaves the message as it found it."""
+    table = lambda *shape: data.draw(arrays(np.float64, shape, elements=st.floats(1e-3, 1)))
+    prior, likelihood, posterior = table(k_z), table(k_z, k_x), table(k_x, k_z)
+    model = c.bits_back(c.categorical(np.broadcast_to(prior, (n, k_z))),
+                        lambda z: c.categorical(likelihood[z]), lambda x: c.categorical(posterior[x]))
+    pair = c.chain(c.uniform(k_x, (n,)), lambda first: c.serial([model, c.bernoulli(np.full(n, 0.3))]))
+    x = data.draw(arrays(np.int32, n, elements=st.integers(0, k_x - 1)))
+    bits = data.draw(arrays(np.int32, n, elements=st.integers(0, 1)))
+    first, (second, third) = round_trips(pair, (x, (x, bits)))
+    np.testing.assert_array_equal(first, x)
+    np.testing.assert_array_equal(second, x)
+    np.testing.assert_array_equal(third, bits)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data(), st.integers(1, 6))
+def test_image_codecs_round_trip_random_images(tiny_model, tiny_vq, data, n):
+    """The VAE and VQ-VAE codecs on tiny untrained models, any pixels."""
+    from bbans.vae_codec import VAECodec
+    from bbans.vq_codec import VQCodec
+    _, vae = tiny_model
+    high = 1 if vae.likelihood == "bernoulli" else 255
+    x = data.draw(arrays(np.uint8, (n, 784), elements=st.integers(0, high)))
+    np.testing.assert_array_equal(VAECodec(vae, largest_batch=2).decode(VAECodec(vae, largest_batch=2).encode(x), n), x)
+    y = data.draw(arrays(np.uint8, (n, 784), elements=st.integers(0, 255)))
+    codec = VQCodec(tiny_vq[1], data.draw(st.sampled_from(["ar", "factorized", "uniform"])), batch=4)
+    np.testing.assert_array_equal(codec.decode(codec.encode(y)[0], n)[0], y)
