@@ -1,5 +1,4 @@
 """Chunked payloads: boundaries, worker processes, decoding order and per-chunk checksums."""
-import numpy as np
 import pytest
 
 from bbans import api, chunks, container
