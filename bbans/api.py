@@ -174,16 +174,22 @@ def _check_model(box: Container):
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
-    if box.fingerprint and box.fingerprint != fingerprint(box.model):  # version 1 files have none
+    if box.version > 1 and box.fingerprint != fingerprint(box.model):  # version 1 files have none
         raise BbansError(f"this file was made in an environment whose model outputs differ: its probe fingerprint "
                          f"is {box.fingerprint.hex()}, here it is {fingerprint(box.model).hex()}; nothing decoded")
 
 
+def _chunks(box: Container):
+    """A model container's chunks; a version 1 file holds one message and no table (its
+    whole-file checksum stands for the chunk's)."""
+    return chunks.unpack(box.payload, box.images) if box.version > 1 else [chunks.Chunk(box.images, box.payload, b"")]
+
+
 def _decode_images(box: Container, workers: int) -> np.ndarray:
-    parts = chunks.unpack(box.payload, box.images)
+    parts = _chunks(box)
     decoded = chunks.parallel_map(_decode_job, [(box.method, box.model, c.payload, c.images) for c in parts], workers)
     for i, (part, pixels) in enumerate(zip(parts, decoded)):
-        if chunks.pixel_sha(pixels) != part.sha256:
+        if part.sha256 and chunks.pixel_sha(pixels) != part.sha256:
             raise BbansError(f"checksum mismatch in chunk {i + 1} of {len(parts)}: the file is corrupt; nothing written")
     return np.concatenate(decoded)
 
@@ -218,7 +224,7 @@ def _decode_words(decode, payload: bytes, n: int):
 def info(blob: bytes) -> dict:
     box = container.read(blob)
     dims = box.images * formats.PIXELS if box.images else box.size
-    parts = chunks.unpack(box.payload, box.images) if box.model else []
+    parts = _chunks(box) if box.model else []
     split = {}
     if box.method == "bbans-vq" and all(len(c.payload) >= LATENT_BITS.size for c in parts):
         latent_bits = sum(LATENT_BITS.unpack_from(c.payload)[0] for c in parts)

@@ -13,8 +13,10 @@ then the payload. Every integer is big-endian; no pickle, no paths.
                           environment (zeros for xz)
     name length  u8, meta length u16
     model name   ascii; meta: the layout's header bytes (png: height and width)
-    payload      xz: the compressed file; BB-ANS: the ANS message as u32 words;
-                 VQ-VAE: u64 bits spent on the latent codes, then the ANS message
+    payload      xz: the compressed file. A model's: chunks (bbans.chunks), each one
+                 message: the ANS stack as u32 words, for a VQ-VAE after a u64 count
+                 of the bits its codes take. Version 1: one BB-ANS VAE message, no
+                 chunk table.
 """
 import struct
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ class Container:
     fingerprint: bytes
     meta: bytes
     payload: bytes
+    version: int = VERSION  # as read; files are always written in the current version
 
     def to_bytes(self) -> bytes:
         name = self.model.encode("ascii")
@@ -80,4 +83,4 @@ def read(blob: bytes) -> Container:
     except UnicodeDecodeError:
         raise FormatError("corrupt header (model name)") from None
     return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash, fingerprint,
-                     blob[header.size + name_len:end], blob[end:])
+                     blob[header.size + name_len:end], blob[end:], version)

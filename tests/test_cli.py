@@ -257,3 +257,17 @@ def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
     assert proc.returncode == 1 and proc.stderr.startswith("bbans: error: ") and proc.stderr.count("\n") == 1
     assert "too large" in proc.stderr.lower()
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_a_version_1_file_still_decompresses(data):
+    """Version 1 (before the fingerprint and the chunk table): the header without the
+    fingerprint, then one message."""
+    from bbans import api, chunks, container
+    original = npy_bytes(mnist_test("mnist-binarized", 20))
+    box = container.read(api.compress(original, model="vae-binary")[0])
+    message, = chunks.unpack(box.payload, box.images)
+    name = box.model.encode()
+    v1 = container.HEADER_V1.pack(b"BBANS", 1, 1, 1, box.size, box.sha256, box.images, box.model_hash, len(name),
+                                  len(box.meta)) + name + box.meta + message.payload
+    assert api.decompress(v1)[0] == original
+    assert api.info(v1)["chunks"] == 1
