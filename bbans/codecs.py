@@ -11,7 +11,13 @@ import constriction
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from bbans.errors import BbansError
+
 _model = constriction.stream.model
+
+
+class CorruptData(BbansError):
+    pass
 
 
 class Codec(NamedTuple):
@@ -23,6 +29,12 @@ def new_message(words=None):
     """An empty message, or one restored from its uint32 words."""
     stack = constriction.stream.stack
     return stack.AnsCoder() if words is None else stack.AnsCoder(np.asarray(words, np.uint32))
+
+
+def check_used_up(message):
+    """After decoding everything a payload should hold, nothing may be left."""
+    if not message.is_empty():
+        raise CorruptData("the payload holds more data than the images it decodes to")
 
 
 def _family(model, shape, *params) -> Codec:

@@ -27,8 +27,9 @@ MAGIC = b"BBANS"
 VERSION = 2
 METHODS = ("xz", "bbans-vae", "bbans-vq")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
-HEADER = struct.Struct(">5sBBBQ32sI16s16sBH")
-HEADER_V1 = struct.Struct(">5sBBBQ32sI16sBH")
+FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
+FINGERPRINT = 16  # bytes, from version 2 on
+LENGTHS = struct.Struct(">BH")  # of the model name and the meta
 MAX_SIZE = 2**40
 
 
@@ -52,35 +53,33 @@ class Container:
 
     def to_bytes(self) -> bytes:
         name = self.model.encode("ascii")
-        return HEADER.pack(MAGIC, VERSION, METHODS.index(self.method), LAYOUTS.index(self.layout),
-                           self.size, self.sha256, self.images, self.model_hash.ljust(16, b"\0"),
-                           self.fingerprint.ljust(16, b"\0"), len(name), len(self.meta)) + name + self.meta + self.payload
+        return FIXED.pack(MAGIC, VERSION, METHODS.index(self.method), LAYOUTS.index(self.layout), self.size,
+                          self.sha256, self.images, self.model_hash.ljust(16, b"\0")) \
+            + self.fingerprint.ljust(FINGERPRINT, b"\0") + LENGTHS.pack(len(name), len(self.meta)) \
+            + name + self.meta + self.payload
 
 
 def read(blob: bytes) -> Container:
-    if len(blob) < HEADER_V1.size or not blob.startswith(MAGIC):
+    if len(blob) < FIXED.size or not blob.startswith(MAGIC):
         raise FormatError("not a .bbans file (bad magic or too short)")
-    version = blob[len(MAGIC)]
+    _, version, method, layout, size, sha, images, model_hash = FIXED.unpack_from(blob)
     if version not in (1, VERSION):
         raise FormatError(f"format version {version} is not supported (this bbans reads versions 1 and {VERSION})")
-    header = HEADER if version == VERSION else HEADER_V1
-    if len(blob) < header.size:
+    fingerprint = blob[FIXED.size:FIXED.size + FINGERPRINT] if version > 1 else b""
+    start = FIXED.size + len(fingerprint) + LENGTHS.size
+    if len(blob) < start:
         raise FormatError("not a .bbans file (too short)")
-    if version == VERSION:
-        _, _, method, layout, size, sha, images, model_hash, fingerprint, name_len, meta_len = header.unpack_from(blob)
-    else:
-        _, _, method, layout, size, sha, images, model_hash, name_len, meta_len = header.unpack_from(blob)
-        fingerprint = b""
+    name_len, meta_len = LENGTHS.unpack_from(blob, start - LENGTHS.size)
     if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] == "xz") != (LAYOUTS[layout] == "bytes"):
         raise FormatError("corrupt header (unknown method or layout)")
     if METHODS[method] == "xz" and (images or name_len or meta_len or any(model_hash + fingerprint)):
         raise FormatError("corrupt header (model fields set in an xz file)")
-    end = header.size + name_len + meta_len
+    end = start + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:
         raise FormatError("corrupt or truncated header")
     try:
-        model = blob[header.size:header.size + name_len].decode("ascii")
+        model = blob[start:start + name_len].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("corrupt header (model name)") from None
     return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash, fingerprint,
-                     blob[header.size + name_len:end], blob[end:], version)
+                     blob[start + name_len:end], blob[end:], version)

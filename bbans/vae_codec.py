@@ -14,13 +14,8 @@ probabilities.
 """
 import numpy as np
 
-from bbans.codecs import StdBuckets, bernoulli, bits_back, new_message, point
-from bbans.errors import BbansError
+from bbans.codecs import StdBuckets, bernoulli, bits_back, check_used_up, new_message, point
 from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, laplace_ar
-
-
-class CorruptData(BbansError):
-    pass
 
 
 def batch_schedule(n: int, largest: int, fraction: float = 0.25):
@@ -75,6 +70,5 @@ class VAECodec:
         images = np.empty((n, PIXELS), np.uint8)
         for start, size in reversed(batch_schedule(n, self.largest_batch)):
             images[start:start + size] = self.image_codec(size, start > 0).pop(message)
-        if not message.is_empty():
-            raise CorruptData("the payload holds more data than the images it decodes to")
+        check_used_up(message)
         return images

@@ -14,9 +14,8 @@ Its decoder and prior outputs must not depend on batch size or thread count
 """
 import numpy as np
 
-from bbans.codecs import Codec, categorical, new_message, uniform
+from bbans.codecs import Codec, categorical, check_used_up, new_message, uniform
 from bbans.pixels import PARAM_GRID, PIXELS, GridTable, laplace_ar
-from bbans.vae_codec import CorruptData
 
 PRIORS = ("ar", "factorized", "uniform")
 EXP_BELOW_MAX = GridTable(np.exp, -30.0, 0.0)
@@ -75,6 +74,5 @@ class VQCodec:
             z = self.latent_codec(min(self.batch, n - start)).pop(message)
             latent_bits += before - message.num_valid_bits()
             images[start:start + self.batch] = laplace_ar(self.model, self.model.decode(z)).pop(message)
-        if not message.is_empty():
-            raise CorruptData("the payload holds more data than the images it decodes to")
+        check_used_up(message)
         return images, latent_bits

@@ -14,8 +14,7 @@ import time
 
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from bbans import api
-from bbans.container import HEADER
+from bbans import api, container
 from bbans.errors import BbansError
 
 FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields in the header
@@ -35,7 +34,7 @@ def flip_bit(blob: bytes, bit: int) -> bytes:
 
 
 def header_size(blob: bytes) -> int:
-    return HEADER.size + blob[HEADER.size - 3] + int.from_bytes(blob[HEADER.size - 2:HEADER.size], "big")
+    return len(blob) - len(container.read(blob).payload)
 
 
 def cases(blob: bytes, payload_step: int = 1, seed: int = 0) -> dict:

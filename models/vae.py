@@ -69,6 +69,13 @@ def log_laplace_mass(lo, hi, mean, scale):
     return torch.where(hi <= mean, left, torch.where(lo >= mean, right, mid))
 
 
+def head_log_likelihood(head: nn.Module, context, x, feats):
+    """log p(x) in nats per image under the zero / discretized-Laplace likelihood: the
+    head on per-pixel features (B, 784, F) and each pixel's causal context in x."""
+    out = head(torch.cat([feats, neighbours(x.to(feats.dtype), context)], -1))
+    return laplace_ar_log_prob(x.reshape(len(x), PIXELS), *pixel_params(out)).sum(-1)
+
+
 def laplace_ar_log_prob(x, logit, mean, log_scale):
     """log p(x) per pixel for the zero / discretized-Laplace-on-1..255 likelihood.
 
@@ -111,10 +118,7 @@ class VAE(nn.Module):
         if self.likelihood == "bernoulli":
             target = x.reshape(x.shape[0], PIXELS).to(out.dtype)
             return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
-        feats = out.reshape(x.shape[0], PIXELS, self.features)
-        head = self.head(torch.cat([feats, neighbours(x.to(out.dtype), self.context)], -1))
-        x = x.reshape(x.shape[0], PIXELS)
-        return laplace_ar_log_prob(x, *pixel_params(head)).sum(-1)
+        return head_log_likelihood(self.head, self.context, x, out.reshape(x.shape[0], PIXELS, self.features))
 
     def elbo_terms(self, x, samples=1):
         """(log p(x|z), KL(q||p)) per image in nats, z drawn from q."""
@@ -154,10 +158,10 @@ ROUNDER = 1.5 * 2.0**52 * ACT_GRID  # adding and subtracting it rounds to ACT_GR
 class ExactNet:
     """A network of Linear, Conv2d and ConvTranspose2d layers with ReLUs between them,
     evaluated in float64 on fixed grids (convolutions on channels-last input), so that
-    its outputs are exact: weights are
-    multiples of 2^-14 below 8, activations multiples of 2^-10 below 2^10, so with fan-ins
-    below 2^16 every partial sum is a multiple of 2^-24 below 2^29: an integer count of
-    2^-24 below 2^53, which float64 holds exactly in any order of summation."""
+    its outputs are exact: weights are multiples of 2^-14 below 8, activations multiples
+    of 2^-10 below 2^10, so with fan-ins below 2^16 every partial sum is a multiple of
+    2^-24 below 2^29: an integer count of 2^-24 below 2^53, which float64 holds exactly
+    in any order of summation."""
 
     def __init__(self, seq: nn.Sequential):
         self.layers = [self._exact(m) for m in seq if not isinstance(m, nn.ReLU)]
@@ -170,10 +174,14 @@ class ExactNet:
         b = grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
         if isinstance(m, nn.Linear):
             return matmul_layer(w, b)
-        if isinstance(m, nn.Conv2d) and m.stride == (1, 1) and 2 * m.padding[0] + 1 == m.kernel_size[0]:
-            return conv_layer(w, b)
-        if isinstance(m, nn.ConvTranspose2d) and (m.kernel_size, m.stride, m.padding) == ((4, 4), (2, 2), (1, 1)):
-            return upsampling_layer(w, b)
+        square = isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups == 1 and m.dilation == (1, 1) \
+            and all(a == b for a, b in (m.kernel_size, m.stride, m.padding))
+        if square:
+            if isinstance(m, nn.ConvTranspose2d) and m.output_padding == (0, 0):
+                return transposed_layer(w, b, m.stride[0], m.padding[0])
+            if isinstance(m, nn.Conv2d) and m.stride == (1, 1):
+                # A stride-1 convolution is the transposed one with the kernel turned round.
+                return transposed_layer(w.flip(-2, -1).transpose(0, 1), b, 1, m.padding[0])
         raise TypeError(f"no exact form of {m}")
 
     @staticmethod
@@ -197,48 +205,22 @@ def matmul_layer(w, b, fan_in=None):
     return lambda h: torch.addmm(b, h, wt)
 
 
-def all_taps(w, taps_dims):
-    """One matmul for every kernel tap at once: (n, in) -> (n, *taps, out), from weights
-    (in, out, *taps) (the taps adding up make the whole layer's fan-in)."""
-    c_in, c_out = w.shape[:2]
-    linear = matmul_layer(w.permute(0, *range(2, w.dim()), 1).reshape(c_in, -1).T,
-                          torch.zeros(w[0].numel(), dtype=w.dtype), w[:, 0].numel())
-    return lambda h: linear(h.reshape(-1, c_in)).reshape(*h.shape[:-1], *taps_dims, c_out)
-
-
-def conv_layer(w, b):
-    """A stride-1 convolution (out, in, k, k) that keeps the size, on channels-last input
-    (n, H, W, in): input pixel (i, j) through tap (di, dj) adds to output pixel
-    (i + k//2 - di, j + k//2 - dj)."""
-    k = w.shape[-1]
-    taps = all_taps(w.transpose(0, 1), (k, k))
+def transposed_layer(w, b, stride: int, padding: int):
+    """A transposed convolution (in, out, k, k) on channels-last input (n, H, W, in):
+    input pixel (i, j) through kernel tap (ti, tj) adds to output pixel (stride i -
+    padding + ti, stride j - padding + tj). One matmul gives every tap's products."""
+    c_in, c_out, k = w.shape[0], w.shape[1], w.shape[-1]
+    taps = matmul_layer(w.permute(0, 2, 3, 1).reshape(c_in, -1).T, torch.zeros(k * k * c_out, dtype=w.dtype),
+                        fan_in=c_in * k * k)
 
     def apply(h):
         n, height, width, _ = h.shape
-        y = taps(h)
-        out = b.repeat(n, height + 2 * (k // 2), width + 2 * (k // 2), 1)  # a margin of k//2 all round
-        for di in range(k):
-            for dj in range(k):
-                out[:, k - 1 - di:k - 1 - di + height, k - 1 - dj:k - 1 - dj + width] += y[:, :, :, di, dj]
-        return out[:, k // 2:k // 2 + height, k // 2:k // 2 + width]
-
-    return apply
-
-
-def upsampling_layer(w, b):
-    """A transposed convolution (in, out, 4, 4) with stride 2 and padding 1, on channels-
-    last input (n, H, W, in): input pixel (i, j) through tap (kh, kw) adds to output
-    pixel (2i - 1 + kh, 2j - 1 + kw)."""
-    taps = all_taps(w, (4, 4))
-
-    def apply(h):
-        n, height, width, _ = h.shape
-        y = taps(h)
-        out = b.repeat(n, 2 * height + 2, 2 * width + 2, 1)  # one pixel of margin all round
-        for kh in range(4):
-            for kw in range(4):
-                out[:, kh:kh + 2 * height:2, kw:kw + 2 * width:2] += y[:, :, :, kh, kw]
-        return out[:, 1:-1, 1:-1]
+        y = taps(h.reshape(-1, c_in)).reshape(n, height, width, k, k, c_out)
+        out = b.repeat(n, stride * (height - 1) + k, stride * (width - 1) + k, 1)  # before cropping the padding
+        for ti in range(k):
+            for tj in range(k):
+                out[:, ti:ti + stride * height:stride, tj:tj + stride * width:stride] += y[:, :, :, ti, tj]
+        return out[:, padding:out.shape[1] - padding, padding:out.shape[2] - padding]
 
     return apply
 

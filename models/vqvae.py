@@ -24,7 +24,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from bbans.pixels import context_index
-from models.vae import PIXELS, SIDE, ExactNet, exact_pixel_params, laplace_ar_log_prob, mlp, neighbours, pixel_params
+from models.vae import PIXELS, SIDE, ExactNet, exact_pixel_params, head_log_likelihood, mlp
 
 GRID = 7
 POSITIONS = GRID * GRID
@@ -91,8 +91,7 @@ class VQVAE(nn.Module):
         return self.decoder(zq).flatten(2).transpose(1, 2)
 
     def log_likelihood(self, x, feats):
-        head = self.head(torch.cat([feats, neighbours(x.float(), self.context)], -1))
-        return laplace_ar_log_prob(x.reshape(len(x), PIXELS), *pixel_params(head)).sum(-1)
+        return head_log_likelihood(self.head, self.context, x, feats)
 
     def prior_input(self, z):
         """Code indices (B, 49) -> the AR prior's input (B, 49, window * embed + 49): the

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from bbans.codecs import new_message, uniform
 from models.vae import VAE, ExactVAE
 
 
@@ -36,9 +37,25 @@ def tiny_model(request):
     return vae, ExactVAE(vae)
 
 
-def images_for(model, n, seed=0):
+def filled_message(words=64, seed=0):
+    """A message holding random bits, so that pops have something to take."""
+    message = new_message()
+    uniform(2**16, (words,)).push(message, np.random.default_rng(seed).integers(0, 2**16, words))
+    return message
+
+
+def bits_of(push):
+    """The bits that push(message) adds to a filled message."""
+    message = filled_message()
+    before = message.num_bits()
+    push(message)
+    return message.num_bits() - before
+
+
+def images_for(likelihood, n, seed=0):
+    """Random images for a model of that likelihood ("bernoulli" or "laplace_ar")."""
     rng = np.random.default_rng(seed)
-    if model.likelihood == "bernoulli":
+    if likelihood == "bernoulli":
         return (rng.random((n, 784)) < 0.3).astype(np.uint8)
     x = rng.integers(0, 256, (n, 784))
     return np.where(rng.random((n, 784)) < 0.6, 0, x).astype(np.uint8)

@@ -267,7 +267,7 @@ def test_a_version_1_file_still_decompresses(data):
     box = container.read(api.compress(original, model="vae-binary")[0])
     message, = chunks.unpack(box.payload, box.images)
     name = box.model.encode()
-    v1 = container.HEADER_V1.pack(b"BBANS", 1, 1, 1, box.size, box.sha256, box.images, box.model_hash, len(name),
-                                  len(box.meta)) + name + box.meta + message.payload
+    v1 = container.FIXED.pack(b"BBANS", 1, 1, 1, box.size, box.sha256, box.images, box.model_hash) \
+        + container.LENGTHS.pack(len(name), len(box.meta)) + name + box.meta + message.payload
     assert api.decompress(v1)[0] == original
     assert api.info(v1)["chunks"] == 1

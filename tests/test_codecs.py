@@ -3,22 +3,9 @@ import pytest
 from scipy.special import ndtr
 
 from bbans import codecs as c
+from conftest import bits_of, filled_message
 
 rng = np.random.default_rng(0)
-
-
-def filled_message(words=64):
-    """A message holding random bits, so that pops have something to take."""
-    message = c.new_message()
-    c.uniform(2**16, (words,)).push(message, rng.integers(0, 2**16, words))
-    return message
-
-
-def bits_of(push):
-    message = filled_message()
-    before = message.num_bits()
-    push(message)
-    return message.num_bits() - before
 
 
 CASES = {

@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 
 from bbans import api, codecs as c, container
 from bbans.errors import BbansError
+from conftest import filled_message
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 probability = st.floats(0, 1)
@@ -15,8 +16,7 @@ sizes = st.integers(1, 40)
 
 
 def round_trips(codec, symbols):
-    message = c.new_message()
-    c.uniform(2**16, (8,)).push(message, np.arange(8))
+    message = filled_message(8)
     before = message.get_compressed().copy()
     codec.push(message, symbols)
     popped = codec.pop(message)

@@ -2,16 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from bbans.codecs import new_message, uniform
-from bbans.vae_codec import CorruptData, VAECodec, batch_schedule
-from conftest import images_for
+from bbans.codecs import CorruptData
+from bbans.vae_codec import VAECodec, batch_schedule
+from conftest import bits_of, images_for
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 13, 40])
 def test_round_trip_across_batch_boundaries(tiny_model, n):
     _, model = tiny_model
     codec = VAECodec(model, largest_batch=4)
-    x = images_for(model, n, seed=n)
+    x = images_for(model.likelihood, n, seed=n)
     np.testing.assert_array_equal(codec.decode(codec.encode(x), n), x)
 
 
@@ -26,7 +26,7 @@ def test_schedule_covers_every_image_once_and_grows_slowly():
 def test_extra_data_after_the_images_is_refused(tiny_model):
     _, model = tiny_model
     codec = VAECodec(model)
-    x = images_for(model, 3)
+    x = images_for(model.likelihood, 3)
     words = np.concatenate([[12345], codec.encode(x)]).astype(np.uint32)
     with pytest.raises(CorruptData):
         codec.decode(words, 3)
@@ -34,7 +34,7 @@ def test_extra_data_after_the_images_is_refused(tiny_model):
 
 def test_network_outputs_do_not_depend_on_threads_or_batch_split(tiny_model):
     vae, model = tiny_model
-    x = images_for(model, 64)
+    x = images_for(model.likelihood, 64)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -52,13 +52,10 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
     codec and the model agree on pixel order, neighbours and the discretization."""
     vae, model = tiny_model
     codec = VAECodec(model)
-    x = images_for(model, 30)
+    x = images_for(model.likelihood, 30)
     buckets = np.random.default_rng(0).integers(0, 256, (30, model.latent))
-    message = new_message()
-    uniform(2**16, (64,)).push(message, np.arange(64))
-    before = message.num_bits()
-    codec.likelihood(buckets).push(message, x)
+    bits = bits_of(lambda message: codec.likelihood(buckets).push(message, x))
     z = torch.from_numpy(codec.buckets.centres[buckets]).float()
     with torch.no_grad():
         ideal = -vae.log_likelihood(torch.from_numpy(x.reshape(-1, 28, 28)).float(), z).sum().item() / np.log(2)
-    assert abs(message.num_bits() - before - ideal) < 2e-3 * ideal + 64
+    assert abs(bits - ideal) < 2e-3 * ideal + 64

@@ -2,16 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from bbans.codecs import new_message, uniform
 from bbans.pixels import laplace_ar
 from bbans.vq_codec import PRIORS, VQCodec
-from conftest import images_for
+from conftest import bits_of, images_for
 
 
 def eight_bit(n, seed=0):
-    class Model:
-        likelihood = "laplace_ar"
-    return images_for(Model, n, seed)
+    return images_for("laplace_ar", n, seed)
 
 
 def test_quantization_picks_the_nearest_codebook_vector(tiny_vq):
@@ -38,14 +35,6 @@ def test_round_trip_across_batches(tiny_vq, prior, n):
     assert decoded_bits == latent_bits
 
 
-def pushed_bits(codec, push):
-    message = new_message()
-    uniform(2**16, (64,)).push(message, np.arange(64))  # something to stand on
-    before = message.num_bits()
-    push(message)
-    return message.num_bits() - before
-
-
 def test_codec_costs_what_the_torch_model_computes(tiny_vq):
     """Pixels given the code, and the code under each prior, cost what the training model
     says, to within the coder's precision."""
@@ -55,9 +44,9 @@ def test_codec_costs_what_the_torch_model_computes(tiny_vq):
     z = model.quantize(x)
     expected = {"ar": ar, "factorized": factorized, "uniform": z.size * np.log2(model.codes)}
     for prior, ideal in expected.items():
-        bits = pushed_bits(None, lambda m: VQCodec(model, prior).latent_codec(len(z)).push(m, z))
+        bits = bits_of(lambda m: VQCodec(model, prior).latent_codec(len(z)).push(m, z))
         assert abs(bits - ideal) < 2e-3 * ideal + 64, prior
-    bits = pushed_bits(None, lambda m: laplace_ar(model, model.decode(z)).push(m, x))
+    bits = bits_of(lambda m: laplace_ar(model, model.decode(z)).push(m, x))
     assert abs(bits - rec) < 2e-3 * rec + 64
 
 
