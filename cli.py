@@ -1,15 +1,15 @@
 """The `bbans` command: parses arguments, calls the library, reports."""
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
 from bbans.errors import BbansError
+from bbans.files import atomic_output, open_input, write_atomic
 
 SUFFIX = ".bbans"
+PIXELS = 784
 
 
 def fail(message: str, code: int = 1):
@@ -22,25 +22,42 @@ def refuse_existing(path: Path, force: bool):
         fail(f"{path} exists; use --force to overwrite")
 
 
-def write_atomic(path: Path, data: bytes):
-    """Write via a temporary file in the same folder, read it back, then rename over the
-    output: never a partial file, and an existing output stays until the new one is whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if Path(tmp).read_bytes() != data:
-            raise BbansError(f"{path}: the written file does not read back; nothing written")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+class Discard:
+    """A binary file that forgets what is written to it."""
+
+    def write(self, data):
+        return len(data)
 
 
-def emit(report: dict, as_json: bool, line: str):
-    click.echo(json.dumps(report) if as_json else line)
+class Progress:
+    """A progress bar on the terminal (images done, images/s, bits/dim so far), drawn
+    while the library reports chunks done, and gone when the command ends."""
+
+    def __init__(self, show: bool):
+        self.show = show and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, done: int, total: int, bits: int):
+        if not self.show:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
+                            mininterval=0)
+        self.bar.set_postfix_str(f"{bits / (PIXELS * done):.4f} bits/dim", refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def emit(report: dict, as_json: bool, quiet: bool, line: str):
+    if as_json or not quiet:
+        click.echo(json.dumps(report) if as_json else line)
 
 
 class App(click.Group):
@@ -50,6 +67,8 @@ class App(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own ends: --help, usage errors
         except BbansError as e:
             fail(str(e))
         except OSError as e:
@@ -62,6 +81,11 @@ class App(click.Group):
 
 WORKERS = click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
                        help="Processes decoding chunks in parallel.")
+QUIET = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress bar, no report).")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (and no progress bar).")
+SCHEDULER = click.option("--scheduler", metavar="ADDRESS",
+                         help="Run the chunks on this Dask scheduler (tcp://host:port) instead of local processes; "
+                              "the file is the same.")
 
 
 @click.group(cls=App)
@@ -82,14 +106,17 @@ def main():
               help="Processes coding chunks in parallel; the file is the same for any number.")
 @click.option("--chunk-images", default=10000, show_default=True, type=click.IntRange(1),
               help="Images per independently decodable chunk.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def compress(file, output, force, model, nll_samples, nll_images, workers, chunk_images, as_json):
+@SCHEDULER
+@QUIET
+@JSON
+def compress(file, output, force, model, nll_samples, nll_images, workers, chunk_images, scheduler, quiet, as_json):
     """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
     from bbans import api
     output = output or file.with_name(file.name + SUFFIX)
     refuse_existing(output, force)
-    blob, r = api.compress(file.read_bytes(), model=model, nll_samples=nll_samples, nll_images=nll_images,
-                           workers=workers, chunk_images=chunk_images)
+    with Progress(not (quiet or as_json)) as progress, open_input(file) as data:
+        blob, r = api.compress(data, model=model, nll_samples=nll_samples, nll_images=nll_images,
+                               chunk_images=chunk_images, workers=workers, scheduler=scheduler, progress=progress)
     write_atomic(output, blob)
     r.update(input=str(file), output=str(output))
     line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
@@ -100,7 +127,7 @@ def compress(file, output, force, model, nll_samples, nll_images, workers, chunk
     elif "model_bits_per_dim" in r:
         line += (f" (model cost {r['model_bits_per_dim']:.4f}: codes {r['latent_bits_per_dim']:.4f},"
                  f" pixels {r['pixel_bits_per_dim']:.4f})")
-    emit(r, as_json, line + f", {r['seconds']:.2f} s")
+    emit(r, as_json, quiet, line + f", {r['seconds']:.2f} s")
 
 
 @main.command()
@@ -108,8 +135,10 @@ def compress(file, output, force, model, nll_samples, nll_images, workers, chunk
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE without .bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
 @WORKERS
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def decompress(file, output, force, workers, as_json):
+@SCHEDULER
+@QUIET
+@JSON
+def decompress(file, output, force, workers, scheduler, quiet, as_json):
     """Restore the original of FILE.bbans, checked against its SHA-256."""
     from bbans import api
     if output is None:
@@ -117,23 +146,26 @@ def decompress(file, output, force, workers, as_json):
             fail(f"{file} does not end in {SUFFIX}; name the output with -o")
         output = file.with_suffix("")
     refuse_existing(output, force)
-    data, r = api.decompress(file.read_bytes(), workers=workers)
-    write_atomic(output, data)
+    with Progress(not (quiet or as_json)) as progress, atomic_output(output) as out:
+        r = api.decompress_to(file.read_bytes(), out, workers=workers, scheduler=scheduler, progress=progress)
     r.update(input=str(file), output=str(output))
-    emit(r, as_json, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
+    emit(r, as_json, quiet, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
          + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "") + f", {r['seconds']:.2f} s")
 
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @WORKERS
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def verify(file, workers, as_json):
+@SCHEDULER
+@QUIET
+@JSON
+def verify(file, workers, scheduler, quiet, as_json):
     """Check that FILE.bbans restores its original exactly, writing nothing."""
     from bbans import api
-    _, r = api.decompress(file.read_bytes(), workers=workers)
+    with Progress(not (quiet or as_json)) as progress:
+        r = api.decompress_to(file.read_bytes(), Discard(), workers=workers, scheduler=scheduler, progress=progress)
     r.update(input=str(file), ok=True)
-    emit(r, as_json, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
+    emit(r, as_json, quiet, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
          + (f", {r['model']}, {r['n_images']} images" if r["model"] else "") + ")")
 
 
@@ -145,7 +177,7 @@ def info(file, as_json):
     from bbans import api
     r = api.info(file.read_bytes())
     width = max(map(len, r))
-    emit(r, as_json, "\n".join(f"{k:{width}} {v}" for k, v in r.items()))
+    emit(r, as_json, False, "\n".join(f"{k:{width}} {v}" for k, v in r.items()))
 
 
 @main.command()
@@ -182,15 +214,20 @@ def train(name, epochs, threads, nll_samples, nll_images):
 
 
 @main.command()
-@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist"]), multiple=True,
-              help="Data set (default: both).")
+@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist", "fashion-mnist"]), multiple=True,
+              help="Data set (default: all three).")
 @click.option("-n", "--images", default=10000, show_default=True, help="Test images to use.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw bits/dim against images/s, one panel per data set, to this PNG file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def bench(variants, images, as_json):
-    """bbans against gzip, bz2 and xz on the MNIST test images: bits/dim and images/s."""
-    from bbans.bench import run, table
-    results = {v: run(v, images) for v in variants or ("mnist-binarized", "mnist")}
-    click.echo(json.dumps(results) if as_json else table(results))
+def bench(variants, images, plot, as_json):
+    """bbans against gzip, bz2, xz, zstd, PNG, WebP and JPEG-XL on the test images:
+    bits/dim, images/s, and the peak memory of bbans."""
+    from bbans import bench as b
+    results = {v: b.run(v, images) for v in variants or ("mnist-binarized", "mnist", "fashion-mnist")}
+    if plot:
+        write_atomic(plot, b.plot(results))
+    click.echo(json.dumps(results) if as_json else b.table(results))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 bits-back, or a VQ-VAE), anything else to xz."""
 import functools
 import hashlib
+import io
 import lzma
 import struct
 import time
 
 import numpy as np
 
-from bbans import chunks, container, formats
+from bbans import chunks, container, files, formats
 from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.vae_codec import VAECodec
@@ -22,11 +23,11 @@ METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq"}  # the zoo's kinds of model
 LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
-def _sha(images: formats.Images, data: bytes) -> bytes:
+def _sha(images: formats.Images, data) -> bytes:
     """What decompression checks: the file's bytes, or for PNG its shape and pixels."""
     if images is not None and images.layout == "png":
         return hashlib.sha256(images.meta + images.pixels.tobytes()).digest()
-    return hashlib.sha256(data).digest()
+    return files.sha256(data)
 
 
 def pick_model(pixels: np.ndarray, name=None) -> str:
@@ -43,18 +44,20 @@ def pick_model(pixels: np.ndarray, name=None) -> str:
 def _xz(data: bytes):
     start = time.perf_counter()
     payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
-    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"", b"", b"", payload), \
+    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"",
+                     container.xz_fingerprint(container.VERSION), b"", payload), \
         time.perf_counter() - start
 
 
-def _encode(name: str, pixels: np.ndarray) -> bytes:
-    """The payload for images (N, 784) coded with model NAME of the zoo."""
+def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION) -> bytes:
+    """The payload for images (N, 784) coded with model NAME of the zoo, as format
+    `version` codes them (earlier ones only to check a file's fingerprint)."""
     from models.zoo import kind, load
     model, _ = load(name)
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    return VAECodec(model).encode(pixels).astype("<u4").tobytes()
+    return VAECodec(model, legacy=version < 3).encode(pixels).astype("<u4").tobytes()
 
 
 def probe(binary: bool) -> np.ndarray:
@@ -66,37 +69,58 @@ def probe(binary: bool) -> np.ndarray:
 
 
 @functools.cache
-def fingerprint(name: str) -> bytes:
-    """What this environment's model NAME makes of the probe: the first half of the
-    SHA-256 of the coder's output. It differs wherever the probabilities do."""
+def fingerprint(name: str, version: int = container.VERSION) -> bytes:
+    """What this environment's model NAME makes of the probe in format `version`: the
+    first half of the SHA-256 of the coder's output (from version 3 on, after the version
+    byte, so that a changed version byte is caught even where the coding is the same). It
+    differs wherever the probabilities do."""
     from models.zoo import ZOO
-    return hashlib.sha256(_encode(name, probe(ZOO[name]["binarized"]))).digest()[:16]
+    prefix = bytes([version]) if version > 2 else b""
+    return hashlib.sha256(prefix + _encode(name, probe(ZOO[name]["binarized"]), version)).digest()[:16]
 
 
 def _encode_job(job) -> bytes:
     return _encode(*job)
 
 
-def _model(data: bytes, images: formats.Images, name: str, workers: int, chunk_images: int):
+def _model(data, images: formats.Images, name: str, chunk_images: int, workers: int, scheduler, progress):
     from models.zoo import kind, load
     _, weights_hash = load(name)
-    mark = fingerprint(name)
+    mark, sha, n = fingerprint(name), _sha(images, data), len(images.pixels)
     start = time.perf_counter()
-    jobs = [(name, images.pixels[a:b]) for a, b in chunks.bounds(len(images.pixels), chunk_images)]
-    payloads = chunks.parallel_map(_encode_job, jobs, workers)
-    payload = chunks.pack([chunks.Chunk(len(pixels), message, chunks.pixel_sha(pixels))
-                           for (_, pixels), message in zip(jobs, payloads)])
+    bounds, shas = chunks.bounds(n, chunk_images), []
+
+    def jobs():
+        for a, b in bounds:
+            pixels = np.array(images.pixels[a:b])  # a copy, so that the input's pages can go
+            files.release(data, images.offset + a * formats.PIXELS, images.offset + b * formats.PIXELS)
+            shas.append(chunks.pixel_sha(pixels))
+            yield name, pixels
+
+    parts, bits = [], 0
+    for (a, b), message in zip(bounds, chunks.parallel_map(_encode_job, jobs(), workers, scheduler)):
+        parts.append(chunks.Chunk(b - a, message, shas[len(parts)]))
+        bits += 8 * len(message)
+        progress(b, n, bits)
     seconds = time.perf_counter() - start
-    return Container(METHODS[kind(name)], images.layout, len(data), _sha(images, data), len(images.pixels), name,
-                     bytes.fromhex(weights_hash)[:16], mark, images.meta, payload), seconds
+    return Container(METHODS[kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
+                     mark, images.meta, chunks.pack(parts)), seconds
 
 
-def compress(data: bytes, model=None, nll_samples=0, nll_images=None, workers=1, chunk_images=chunks.CHUNK_IMAGES):
-    """(container bytes, report). `model` forces a model of the zoo for image input; with
-    `nll_samples` the report adds the model's own figures on the input (models.zoo.figures:
-    a VAE's -ELBO and its importance-weighted NLL bound on `nll_images` of them, default
-    all; a VQ-VAE's cost and its parts). Images are coded in independent chunks of
-    `chunk_images`, by `workers` processes; the file does not depend on `workers`."""
+def _no_progress(done: int, total: int, bits: int):
+    pass
+
+
+def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chunks.CHUNK_IMAGES, workers=1,
+             scheduler=None, progress=_no_progress):
+    """(container bytes, report) for the file `data` (bytes, or a memory map of a large
+    file: it is read a chunk at a time). `model` forces a model of the zoo for image
+    input; with `nll_samples` the report adds the model's own figures on the input
+    (models.zoo.figures: a VAE's -ELBO and its importance-weighted NLL bound on
+    `nll_images` of them, default all; a VQ-VAE's cost and its parts). Images are coded
+    in independent chunks of `chunk_images`, by `workers` processes or on the Dask
+    `scheduler` (tcp://host:port); the file does not depend on either. After each chunk
+    `progress(images done, images, bits so far)` is called."""
     if chunk_images < 1:
         raise BbansError("the chunk size must be at least one image")
     images = formats.parse(data)
@@ -104,7 +128,8 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None, workers=1,
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        candidates.append(_model(data, images, pick_model(images.pixels, model), workers, chunk_images))
+        name = pick_model(images.pixels, model)
+        candidates.append(_model(data, images, name, chunk_images, workers, scheduler, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
@@ -119,23 +144,42 @@ def compress(data: bytes, model=None, nll_samples=0, nll_images=None, workers=1,
     return blob, report
 
 
-def decompress(blob: bytes, workers: int = 1):
-    """(original file bytes, report); raises BbansError unless they check out exactly.
-    Chunks are decoded by `workers` processes."""
+def decompress(blob: bytes, workers: int = 1, scheduler=None, progress=_no_progress):
+    """(original file bytes, report): decompress_to in memory."""
+    out = io.BytesIO()
+    report = decompress_to(blob, out, workers, scheduler, progress)
+    return out.getvalue(), report
+
+
+def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=_no_progress) -> dict:
+    """Writes the original of `blob` to the binary file `out` and returns a report;
+    raises BbansError unless it checks out exactly, in which case what `out` got must be
+    thrown away. npy, idx and PGM images are written a chunk at a time. Chunks are decoded
+    by `workers` processes, or on the Dask `scheduler`; after each one `progress(images
+    done, images, payload bits so far)` is called."""
     box = container.read(blob)
     if box.model:
         _check_model(box)
     start = time.perf_counter()
     if not box.model:
-        data, images = _unxz(box), None
+        data = _unxz(box)
+        sha = hashlib.sha256(data).digest()
+        out.write(data)
+    elif box.layout == "png":
+        data = formats.Images("png", box.meta, np.concatenate(list(_decoded_chunks(box, workers, scheduler, progress))))
+        sha = _sha(data, None)
+        out.write(data.restore())
     else:
-        images = formats.Images(box.layout, box.meta, _decode_images(box, workers))
-        data = images.restore()
+        hashed = files.HashingWriter(out)
+        hashed.write(box.meta)
+        for pixels in _decoded_chunks(box, workers, scheduler, progress):
+            hashed.write(pixels.tobytes())
+        sha = hashed.hash.digest()
     seconds = time.perf_counter() - start
-    if _sha(images, data) != box.sha256:
+    if sha != box.sha256:
         raise BbansError("checksum mismatch: the file is corrupt; nothing written")
-    return data, dict(method=box.method, model=box.model or None, layout=box.layout, n_images=box.images,
-                      original_bytes=len(data), seconds=seconds)
+    return dict(method=box.method, model=box.model or None, layout=box.layout, n_images=box.images,
+                original_bytes=box.size, seconds=seconds)
 
 
 def _unxz(box: Container) -> bytes:
@@ -174,9 +218,10 @@ def _check_model(box: Container):
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
-    if box.version > 1 and box.fingerprint != fingerprint(box.model):  # version 1 files have none
+    here = fingerprint(box.model, box.version)
+    if box.version > 1 and box.fingerprint != here:  # version 1 files have none
         raise BbansError(f"this file was made in an environment whose model outputs differ: its probe fingerprint "
-                         f"is {box.fingerprint.hex()}, here it is {fingerprint(box.model).hex()}; nothing decoded")
+                         f"is {box.fingerprint.hex()}, here it is {here.hex()}; nothing decoded")
 
 
 def _chunks(box: Container):
@@ -185,22 +230,26 @@ def _chunks(box: Container):
     return chunks.unpack(box.payload, box.images) if box.version > 1 else [chunks.Chunk(box.images, box.payload, b"")]
 
 
-def _decode_images(box: Container, workers: int) -> np.ndarray:
+def _decoded_chunks(box: Container, workers: int, scheduler, progress):
+    """The pixels of each chunk in order, checked against the chunk's checksum."""
     parts = _chunks(box)
-    decoded = chunks.parallel_map(_decode_job, [(box.method, box.model, c.payload, c.images) for c in parts], workers)
-    for i, (part, pixels) in enumerate(zip(parts, decoded)):
+    jobs = ((box.method, box.model, c.payload, c.images, box.version) for c in parts)
+    done, bits = 0, 0
+    for i, (part, pixels) in enumerate(zip(parts, chunks.parallel_map(_decode_job, jobs, workers, scheduler))):
         if part.sha256 and chunks.pixel_sha(pixels) != part.sha256:
             raise BbansError(f"checksum mismatch in chunk {i + 1} of {len(parts)}: the file is corrupt; nothing written")
-    return np.concatenate(decoded)
+        done, bits = done + part.images, bits + 8 * len(part.payload)
+        progress(done, box.images, bits)
+        yield pixels
 
 
 def _decode_job(job) -> np.ndarray:
     """The pixels of one chunk."""
     from models.zoo import load
-    method, name, payload, n = job
+    method, name, payload, n, version = job
     model, _ = load(name)
     if method == "bbans-vae":
-        return _decode_words(VAECodec(model).decode, payload, n)
+        return _decode_words(VAECodec(model, legacy=version < 3).decode, payload, n)
     if len(payload) < LATENT_BITS.size:
         raise BbansError("truncated or corrupt payload")
     images, latent_bits = _decode_words(VQCodec(model).decode, payload[LATENT_BITS.size:], n)

@@ -1,25 +1,76 @@
-"""The standard benchmark: bbans and classical codecs on the same MNIST test pixels."""
+"""The standard benchmark: bbans and classical codecs on the same test pixels of MNIST,
+binarized MNIST and Fashion-MNIST."""
 import bz2
 import gzip
 import io
 import lzma
+import math
+import multiprocessing
+import re
+import resource
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
+import imagecodecs
 import numpy as np
+import zstandard
 
 from bbans import api
 from bbans.data import binarize, load_images
 
-CLASSICAL = {
+REPEAT = 3  # runs of bbans each way; the fastest counts
+# name: (data set it is drawn from, binarized), as the zoo's recipes name them
+VARIANTS = {"mnist-binarized": ("mnist", True), "mnist": ("mnist", False), "fashion-mnist": ("fashion-mnist", False)}
+BYTE_CODECS = {  # name: (compress, decompress), on the raw pixel bytes
     "gzip -9": (lambda b: gzip.compress(b, 9, mtime=0), gzip.decompress),
     "bz2 -9": (lambda b: bz2.compress(b, 9), bz2.decompress),
     "xz -9e": (lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
+    "zstd -19": (zstandard.ZstdCompressor(level=19).compress, zstandard.ZstdDecompressor().decompress),
+}
+# name (the settings as the format's own command-line tool spells them): (encode, decode,
+# tallest image the format takes: imagecodecs' WebP refuses 16383 rows, the spec's limit).
+# All lossless at their highest effort; WebP codes RGB, so a grey image goes in as three
+# equal channels.
+IMAGE_FORMATS = {
+    "png -9": (lambda a: imagecodecs.png_encode(a, level=9), imagecodecs.png_decode, 2**31 - 1),
+    "webp -z9": (lambda a: imagecodecs.webp_encode(np.repeat(a[..., None], 3, -1), 100, lossless=True, method=6),
+                 lambda b: imagecodecs.webp_decode(b)[..., 0], 16382),
+    "jpeg-xl -e9": (lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9), imagecodecs.jpegxl_decode,
+                    2**30),
+}
+
+
+def mosaic(images: np.ndarray) -> np.ndarray:
+    """The images as one near-square grid, blank images filling the last row."""
+    n, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.zeros((rows * cols, h, w), np.uint8)
+    grid[:n] = images
+    return grid.reshape(rows, cols, h, w).swapaxes(1, 2).reshape(rows * h, cols * w)
+
+
+def tiles(grid: np.ndarray, shape: tuple) -> np.ndarray:
+    """The images of shape (n, h, w) back out of their mosaic."""
+    n, h, w = shape
+    return grid.reshape(grid.shape[0] // h, h, -1, w).swapaxes(1, 2).reshape(-1, h, w)[:n]
+
+
+LAYOUTS = {  # name: (images -> the parts to encode, (decoded parts, shape) -> images)
+    "bytes": (lambda x: [x.tobytes()], lambda parts, shape: np.frombuffer(parts[0], np.uint8).reshape(shape)),
+    "per image": (list, lambda parts, shape: np.stack(parts)),
+    "one image": (lambda x: [x.reshape(-1, x.shape[2])], lambda parts, shape: parts[0].reshape(shape)),
+    "one mosaic image": (lambda x: [mosaic(x)], lambda parts, shape: tiles(parts[0], shape)),
 }
 
 
 def mnist_test(variant: str, n: int) -> np.ndarray:
-    images = load_images("mnist", "test")
-    return (binarize(images) if variant == "mnist-binarized" else images)[:n]
+    """The first n test images of a variant of VARIANTS."""
+    name, binarized = VARIANTS[variant]
+    images = load_images(name, "test")
+    return (binarize(images) if binarized else images)[:n]
 
 
 def npy_bytes(images: np.ndarray) -> bytes:
@@ -34,28 +85,64 @@ def timed(fn, arg):
     return out, time.perf_counter() - start
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB. Linux's VmHWM counts only this process's
+    own memory since it started; its ru_maxrss would also count the peak of the parent that
+    spawned it (kept across fork and exec), so that is the fallback where /proc is missing."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        return int(re.search(r"VmHWM:\s*(\d+) kB", status.read_text()).group(1)) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)
+
+
+def in_fresh_process(fn, *args):
+    """fn(*args) in a newly started process that runs nothing else."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def fastest(run, repeat: int):
+    """run() -> (output, report) `repeat` times on one core: the output, and the report
+    of the fastest run (this machine's speed varies by some 10% from run to run)."""
+    import torch
+    torch.set_num_threads(1)
+    runs = [run() for _ in range(repeat)]
+    return runs[0][0], min((report for _, report in runs), key=lambda r: r["seconds"])
+
+
+def compress_measured(data: bytes, model: str, repeat: int):
+    return *fastest(lambda: api.compress(data, model=model), repeat), peak_rss_mb()
+
+
+def decompress_measured(blob: bytes, repeat: int):
+    return *fastest(lambda: api.decompress(blob), repeat), peak_rss_mb()
+
+
 def fitting_models(variant: str):
-    """The zoo's models for this data, the default first."""
+    """The zoo's models for this data (its data set, binarized or not), the default first."""
     from models.zoo import DEFAULTS, ZOO
-    binary = variant == "mnist-binarized"
-    default = DEFAULTS["binary" if binary else "8bit"]
-    return [default] + [name for name, r in ZOO.items() if r["binarized"] == binary and name != default]
+    data, binarized = VARIANTS[variant]
+    default = DEFAULTS["binary" if binarized else "8bit"]
+    fits = [name for name, r in ZOO.items() if (r["data"], r["binarized"]) == (data, binarized)]
+    return sorted(fits, key=lambda name: name != default)
 
 
 def bbans_row(images: np.ndarray, model: str) -> dict:
     """bbans with one model: the rate (every byte of the .bbans file counted), the speed
-    both ways, the model's own cost and the start-up cost."""
+    both ways, the peak memory of a process that only compresses and of one that only
+    decompresses, the model's own cost and the start-up cost."""
     from models.zoo import card, figures
     n = len(images)
     data = npy_bytes(images)
-    blob, report = api.compress(data, model=model)
-    restored, back = api.decompress(blob)
+    blob, report, compress_peak = in_fresh_process(compress_measured, data, model, REPEAT)
+    restored, back, decompress_peak = in_fresh_process(decompress_measured, blob, REPEAT)
     assert restored == data, "bbans round trip failed"
     fig = figures(model, images.reshape(n, -1), nll_samples=0)
     fig.setdefault("model_bits_per_dim", fig.get("neg_elbo_bits_per_dim"))  # a VAE's cost is its -ELBO
     return dict(
         model=model, bits_per_dim=report["bits_per_dim"], compressed_bytes=report["compressed_bytes"],
         compress_images_per_s=n / report["seconds"], decompress_images_per_s=n / back["seconds"],
+        compress_peak_rss_mb=compress_peak, decompress_peak_rss_mb=decompress_peak,
         **fig,
         card_nll_bits_per_dim=card(model).get("test_nll_bits_per_dim"),
         # The start-up cost: with bits-back, the first image has no bits on the stack to get back.
@@ -63,37 +150,89 @@ def bbans_row(images: np.ndarray, model: str) -> dict:
            for k in (1, 100)})
 
 
+def classical_codecs(shape: tuple) -> list:
+    """(name, layout, encode, decode) of every classical codec for images of this shape:
+    the byte codecs on the raw pixels, each image format on every image alone and on the
+    whole set as one column of images, or as one mosaic where the column is too tall."""
+    n, h, _ = shape
+    codecs = [(name, "bytes", pack, unpack) for name, (pack, unpack) in BYTE_CODECS.items()]
+    for name, (encode, decode, tallest) in IMAGE_FORMATS.items():
+        whole = "one image" if n * h <= tallest else "one mosaic image"
+        codecs += [(f"{name} ({layout})", layout, encode, decode) for layout in ("per image", whole)]
+    return codecs
+
+
+def classical_row(images: np.ndarray, layout: str, encode, decode) -> dict:
+    """A classical codec's rate and speed both ways (laying out the images counted), its
+    round trip checked exact."""
+    split, join = LAYOUTS[layout]
+    blobs, t_enc = timed(lambda x: [encode(part) for part in split(x)], images)
+    restored, t_dec = timed(lambda bs: join([decode(b) for b in bs], images.shape), blobs)
+    assert np.array_equal(restored, images), f"{layout} round trip failed"
+    size = sum(map(len, blobs))
+    return dict(layout=layout, bits_per_dim=8 * size / images.size, compressed_bytes=size,
+                compress_images_per_s=len(images) / t_enc, decompress_images_per_s=len(images) / t_dec)
+
+
 def run(variant: str, n: int = 10000) -> dict:
     """Bits/dim and images/s of bbans with every model that fits the data, and of the
     classical codecs on the raw pixels, for the first n test images of `variant`."""
     images = mnist_test(variant, n)
     results = {f"bbans {model}": bbans_row(images, model) for model in fitting_models(variant)}
-    raw = images.tobytes()
-    for name, (enc, dec) in CLASSICAL.items():
-        packed, t_enc = timed(enc, raw)
-        unpacked, t_dec = timed(dec, packed)
-        assert unpacked == raw
-        results[name] = dict(bits_per_dim=8 * len(packed) / images.size, compressed_bytes=len(packed),
-                             compress_images_per_s=n / t_enc, decompress_images_per_s=n / t_dec)
-    return dict(images=n, dims=int(images.size), codecs=results)
+    for name, *codec in classical_codecs(images.shape):
+        results[name] = classical_row(images, *codec)
+    return dict(images=len(images), dims=int(images.size), codecs=results)
 
 
 def table(results: dict) -> str:
-    """The benchmark as text; "model" is the model's own cost (a VAE's -ELBO)."""
-    def fmt(v):
-        return "-" if v is None else f"{v:.4f}"
+    """The benchmark as text; "model" is the model's own cost (a VAE's -ELBO), the MB
+    columns the peak memory of compressing and of decompressing."""
+    def fmt(v, spec=".4f"):
+        return "-" if v is None else format(v, spec)
 
     lines = []
     for variant, r in results.items():
         width = max(map(len, r["codecs"]))
         lines.append(f"{variant}: {r['images']} test images, {r['dims']} dims")
-        lines.append(f"  {'codec':{width}} {'bits/dim':>9} {'model':>7} {'NLL':>7} {'compress/s':>11} {'decompress/s':>13}")
+        lines.append(f"  {'codec':{width}} {'bits/dim':>9} {'model':>7} {'NLL':>7} {'compress/s':>11}"
+                     f" {'decompress/s':>13} {'comp MB':>8} {'decomp MB':>10}")
         for name, c in r["codecs"].items():
             lines.append(f"  {name:{width}} {c['bits_per_dim']:9.4f} {fmt(c.get('model_bits_per_dim')):>7}"
                          f" {fmt(c.get('card_nll_bits_per_dim')):>7}"
-                         f" {c['compress_images_per_s']:11.0f} {c['decompress_images_per_s']:13.0f}")
+                         f" {c['compress_images_per_s']:11.0f} {c['decompress_images_per_s']:13.0f}"
+                         f" {fmt(c.get('compress_peak_rss_mb'), '.0f'):>8}"
+                         f" {fmt(c.get('decompress_peak_rss_mb'), '.0f'):>10}")
         for name, c in r["codecs"].items():
             if "first_1_bits_per_dim" in c:
                 lines.append(f"  {name} on the first image alone: {c['first_1_bits_per_dim']:.4f} bits/dim,"
                              f" on the first 100: {c['first_100_bits_per_dim']:.4f}")
     return "\n".join(lines)
+
+
+def plot(results: dict) -> bytes:
+    """PNG of rate against speed, one panel per data set: each codec a filled marker at its
+    compress speed and a hollow one at its decompress speed, joined, at its bits/dim; a
+    codec has the same colour in every panel."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    palette = colormaps["tab20"].colors[::2] + colormaps["tab20"].colors[1::2]  # the strong colours first
+    names = dict.fromkeys(name for r in results.values() for name in r["codecs"])
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    fig = Figure(figsize=(7 * len(results), 6), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, (variant, r) in zip(fig.subplots(1, len(results), squeeze=False)[0], results.items()):
+        for name, c in r["codecs"].items():
+            color = colors[name]
+            speeds = [c["compress_images_per_s"], c["decompress_images_per_s"]]
+            ax.plot(speeds, [c["bits_per_dim"]] * 2, color=color, lw=0.8)
+            ax.plot(speeds[:1], [c["bits_per_dim"]], "o", color=color)
+            ax.plot(speeds[1:], [c["bits_per_dim"]], "o", mfc="none", color=color)
+            ax.annotate(name, (speeds[0], c["bits_per_dim"]), xytext=(4, 3), textcoords="offset points",
+                        fontsize=7, bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
+        ax.set(xscale="log", xlabel="images/s (filled: compress, hollow: decompress)", ylabel="bits/dim",
+               title=f"{variant}: {r['images']} test images")
+        ax.grid(True, which="both", alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()

@@ -1,6 +1,6 @@
 """Chunks: a model's payload is a table, then independent messages of up to
 CHUNK_IMAGES images each, which can be coded and decoded in any order, by several
-processes. All integers big-endian.
+processes or on a Dask cluster. All integers big-endian.
 
     count        u32      number of chunks
     per chunk    u32 images, u64 payload bytes, 32 bytes SHA-256 of its pixels (N x 784 uint8)
@@ -8,8 +8,11 @@ processes. All integers big-endian.
 """
 import hashlib
 import struct
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain, islice
 from multiprocessing import get_context
 
 import numpy as np
@@ -19,6 +22,7 @@ from bbans.errors import BbansError
 CHUNK_IMAGES = 10_000
 COUNT = struct.Struct(">I")
 ENTRY = struct.Struct(">IQ32s")
+CONNECT_SECONDS = 10  # to a Dask scheduler
 
 
 @dataclass
@@ -61,14 +65,65 @@ def unpack(payload: bytes, images: int):
     return chunks
 
 
-def parallel_map(fn, items: list, workers: int) -> list:
-    """[fn(item) for item in items], in `workers` processes (each with one torch thread)
-    when there is more than one of each."""
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=get_context("spawn"),
-                             initializer=_one_thread) as pool:
-        return list(pool.map(fn, items))
+def parallel_map(fn, items, workers: int, scheduler: str | None = None):
+    """An iterator of fn(item) for each of `items`, in order. The items are taken as the
+    results are wanted, with about two jobs per worker in flight, so a caller can stream
+    chunks without holding them all.
+
+    Jobs run in this process when workers <= 1 (or there is one item only), else in
+    `workers` spawned processes with one torch thread each; with `scheduler`
+    ("tcp://host:port") on that Dask cluster, whatever `workers`. A cluster's workers
+    import `fn` from bbans, so they need bbans installed at the same version with the
+    same weights (a file's fingerprint check guards against the rest). Dask's nanny
+    starts them with OMP_NUM_THREADS=1, which torch follows. A job's BbansError reaches
+    the caller as itself."""
+    if scheduler is not None:
+        yield from _on_dask(fn, items, scheduler)
+        return
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    items = iter(items)
+    head = list(islice(items, 2))
+    if len(head) <= 1:  # one job alone is not worth starting processes for
+        yield from map(fn, head)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread)
+    try:
+        yield from _in_order(partial(pool.submit, fn), chain(head, items), 2 * workers)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _on_dask(fn, items, scheduler: str):
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import get_address_host_port
+    except ImportError:
+        raise BbansError("--scheduler needs the dask.distributed package: pip install 'bbans[cluster]'") from None
+    try:
+        get_address_host_port(scheduler)  # a Client refusing a malformed one would hang at exit
+        client = Client(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, ValueError) as e:
+        raise BbansError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    try:
+        threads = sum(client.nthreads().values())
+        # pure=False: each job gets a key of its own, so equal chunks are not merged
+        yield from _in_order(lambda item: client.submit(fn, item, pure=False), items, 2 * max(threads, 1))
+    finally:
+        client.close()
+
+
+def _in_order(submit, items, window: int):
+    """The result of each submit(item) (a future), in order, with at most `window` jobs
+    submitted and not yet awaited."""
+    pending = deque()
+    for item in items:
+        pending.append(submit(item))
+        if len(pending) == window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _one_thread():

@@ -2,15 +2,17 @@
 then the payload. Every integer is big-endian; no pickle, no paths.
 
     magic        5 bytes  b"BBANS"
-    version      u8       2 (version 1, without the fingerprint, is still read)
+    version      u8       3; versions 1 (no fingerprint) and 2 are still read: they code
+                          a VAE's latents and binary pixels the legacy way (bbans.vae_codec)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
     size         u64      bytes of the original file
     sha256       32 bytes of the original file (png: of its pixels)
     images       u32      number of 28x28 images (0 for xz)
     model hash   16 bytes first half of the model's weights hash (zeros for xz)
-    fingerprint  16 bytes of the codec's output on a fixed probe, in the encoding
-                          environment (zeros for xz)
+    fingerprint  16 bytes of the SHA-256 of the codec's output on a fixed probe in the
+                          encoding environment, from version 3 on after the version byte
+                          (xz: xz_fingerprint)
     name length  u8, meta length u16
     model name   ascii; meta: the layout's header bytes (png: height and width)
     payload      xz: the compressed file. A model's: chunks (bbans.chunks), each one
@@ -18,13 +20,14 @@ then the payload. Every integer is big-endian; no pickle, no paths.
                  of the bits its codes take. Version 1: one BB-ANS VAE message, no
                  chunk table.
 """
+import hashlib
 import struct
 from dataclasses import dataclass
 
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-VERSION = 2
+VERSION = 3
 METHODS = ("xz", "bbans-vae", "bbans-vq")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
@@ -35,6 +38,14 @@ MAX_SIZE = 2**40
 
 class FormatError(BbansError):
     pass
+
+
+def xz_fingerprint(version: int) -> bytes:
+    """An xz file's fingerprint: from version 3 on a mark of the version, so that a changed
+    version byte is caught (a model's fingerprint covers it itself); zeros before."""
+    if version > 2:
+        return hashlib.sha256(b"xz" + bytes([version])).digest()[:FINGERPRINT]
+    return bytes(FINGERPRINT if version > 1 else 0)
 
 
 @dataclass
@@ -63,8 +74,8 @@ def read(blob: bytes) -> Container:
     if len(blob) < FIXED.size or not blob.startswith(MAGIC):
         raise FormatError("not a .bbans file (bad magic or too short)")
     _, version, method, layout, size, sha, images, model_hash = FIXED.unpack_from(blob)
-    if version not in (1, VERSION):
-        raise FormatError(f"format version {version} is not supported (this bbans reads versions 1 and {VERSION})")
+    if not 1 <= version <= VERSION:
+        raise FormatError(f"format version {version} is not supported (this bbans reads versions 1 to {VERSION})")
     fingerprint = blob[FIXED.size:FIXED.size + FINGERPRINT] if version > 1 else b""
     start = FIXED.size + len(fingerprint) + LENGTHS.size
     if len(blob) < start:
@@ -72,7 +83,8 @@ def read(blob: bytes) -> Container:
     name_len, meta_len = LENGTHS.unpack_from(blob, start - LENGTHS.size)
     if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] == "xz") != (LAYOUTS[layout] == "bytes"):
         raise FormatError("corrupt header (unknown method or layout)")
-    if METHODS[method] == "xz" and (images or name_len or meta_len or any(model_hash + fingerprint)):
+    if METHODS[method] == "xz" and (images or name_len or meta_len or any(model_hash)
+                                    or fingerprint != xz_fingerprint(version)):
         raise FormatError("corrupt header (model fields set in an xz file)")
     end = start + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:

@@ -17,6 +17,7 @@ PIXELS = SIDE * SIDE
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 PGM_HEADER = re.compile(rb"P5\s(\d+)\s+(\d+)\s+(\d+)\s")
+NPY_HEADER_LIMIT = 1 << 17  # bytes read for an npy header (numpy writes them far shorter)
 
 
 @dataclass
@@ -24,20 +25,21 @@ class Images:
     layout: str  # npy, idx, pgm or png
     meta: bytes  # the header bytes (npy, idx, pgm) or the PNG's height and width
     pixels: np.ndarray  # uint8 (N, 784)
+    offset: int = 0  # of the pixels in the file (npy, idx, pgm)
 
     def restore(self) -> bytes:
         return restore(self.layout, self.meta, self.pixels)
 
 
-def _split(data: bytes, offset: int, layout: str):
-    body = data[offset:]
+def _split(data, offset: int, layout: str):
+    body = memoryview(data)[offset:]  # no copy of a memory-mapped file
     if not body or len(body) % PIXELS:
         return None
-    return Images(layout, data[:offset], np.frombuffer(body, np.uint8).reshape(-1, PIXELS))
+    return Images(layout, bytes(data[:offset]), np.frombuffer(body, np.uint8).reshape(-1, PIXELS), offset)
 
 
-def _npy(data: bytes):
-    f = io.BytesIO(data)
+def _npy(data):
+    f = io.BytesIO(data[:NPY_HEADER_LIMIT])
     try:
         with warnings.catch_warnings():  # numpy warns of headers it reads the slow way
             warnings.simplefilter("ignore")
@@ -68,8 +70,8 @@ def _pgm(data: bytes):
     return _split(data, m.end(), "pgm")
 
 
-def _png(data: bytes):
-    if not data.startswith(PNG_SIGNATURE):
+def _png(data):
+    if data[:len(PNG_SIGNATURE)] != PNG_SIGNATURE:
         return None
     from PIL import Image
     try:
@@ -85,8 +87,9 @@ def _png(data: bytes):
 READERS = {"npy": _npy, "idx": _idx, "pgm": _pgm, "png": _png}
 
 
-def parse(data: bytes):
-    """Images if `data` is a file of 28x28 uint8 grey images bbans can model, else None."""
+def parse(data):
+    """Images if `data` (bytes or a memory map) is a file of 28x28 uint8 grey images bbans
+    can model, else None."""
     for reader in READERS.values():
         images = reader(data)
         if images is not None:

@@ -11,17 +11,23 @@ Its outputs must not depend on batch size or thread count (models.vae.ExactVAE).
 Everything between those outputs and the coder goes through fixed grids and lookup
 tables (bbans.pixels), so encoder and decoder turn the same outputs into the same
 probabilities.
+
+The latents lie on a uniform grid coded inside the coder (codecs.LatentGrid) and binary
+pixels share a model per probability level (pixels.binary). Files of format versions 1
+and 2 were coded the `legacy` way: latents in 256 buckets of equal prior mass, each
+coded as eight binary decisions (codecs.StdBuckets), and a Bernoulli model per pixel.
 """
 import numpy as np
 
-from bbans.codecs import StdBuckets, bernoulli, bits_back, check_used_up, new_message, point
-from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, laplace_ar
+from bbans.codecs import LatentGrid, StdBuckets, bernoulli, bits_back, check_used_up, new_message, point
+from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
 
 
 def batch_schedule(n: int, largest: int, fraction: float = 0.25):
     """(start, size) of the batches: each at most `fraction` of the images before it (and
     at least one), up to `largest`, so that its pops find enough bits on the stack; pops
-    from an exhausted stack get no bits back."""
+    from an exhausted stack get no bits back. (A binarized image leaves some 130 bits on
+    the stack; popping a latent that its image does not inform takes about 6.)"""
     batches, start = [], 0
     while start < n:
         size = min(max(1, int(start * fraction)), largest, n - start)
@@ -31,9 +37,10 @@ def batch_schedule(n: int, largest: int, fraction: float = 0.25):
 
 
 class VAECodec:
-    def __init__(self, model, precision: int = 8, largest_batch: int = 1000):
+    def __init__(self, model, largest_batch: int = 1000, legacy: bool = False):
         self.model = model
-        self.buckets = StdBuckets(precision)
+        self.legacy = legacy
+        self.buckets = StdBuckets(8) if legacy else LatentGrid()
         self.largest_batch = largest_batch
 
     def posterior_params(self, x):
@@ -49,7 +56,7 @@ class VAECodec:
     def likelihood(self, buckets):
         out = self.model.decode(self.buckets.centres[buckets])
         if self.model.likelihood == "bernoulli":
-            return bernoulli(SIGMOID(out))
+            return bernoulli(SIGMOID(out)) if self.legacy else binary(out)
         return laplace_ar(self.model, out)
 
     def image_codec(self, n, bits_back_from_stack=True):

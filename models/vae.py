@@ -90,17 +90,18 @@ def laplace_ar_log_prob(x, logit, mean, log_scale):
 
 class VAE(nn.Module):
     def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32,
-                 context=LEFT_UP):
+                 context=LEFT_UP, layers=2):
         super().__init__()
         assert all(di + dj < 0 for di, dj in context), "context must lie on earlier anti-diagonals"
         self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
-                           features=features, head_hidden=head_hidden, context=[list(c) for c in context])
+                           features=features, head_hidden=head_hidden, context=[list(c) for c in context],
+                           layers=layers)
         self.context = tuple(tuple(c) for c in context)
         self.likelihood = likelihood
         self.latent = latent
         self.features = 1 if likelihood == "bernoulli" else features
-        self.encoder = mlp([PIXELS, hidden, hidden, 2 * latent])
-        self.decoder = mlp([latent, hidden, hidden, PIXELS * self.features])
+        self.encoder = mlp([PIXELS] + [hidden] * layers + [2 * latent])
+        self.decoder = mlp([latent] + [hidden] * layers + [PIXELS * self.features])
         if likelihood == "laplace_ar":
             self.head = mlp([self.features + len(context), head_hidden, head_hidden, 3])
 
@@ -188,8 +189,11 @@ class ExactNet:
     def input_grid(h: torch.Tensor) -> torch.Tensor:
         return h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
 
-    def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        h = self.input_grid(h)
+    def __call__(self, h: torch.Tensor, on_grid: bool = False) -> torch.Tensor:
+        """The outputs for input h; `on_grid` says h is float64 on the activation grid
+        already (pixel values / 256 are), which saves rounding it."""
+        if not on_grid:
+            h = self.input_grid(h)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
@@ -251,8 +255,8 @@ class ExactVAE:
         """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent) float64."""
         x = torch.from_numpy(x.astype(np.float64))
         if self.likelihood != "bernoulli":
-            x = x / 256.0
-        mu, log_sigma = self.encoder(x).chunk(2, -1)
+            x /= 256.0
+        mu, log_sigma = self.encoder(x, on_grid=True).chunk(2, -1)
         return mu.numpy(), log_sigma.clamp(*LOG_SIGMA_RANGE).numpy()
 
     @torch.no_grad()

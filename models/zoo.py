@@ -22,6 +22,10 @@ ZOO = {
         arch=dict(likelihood="bernoulli", hidden=512, latent=40),
         data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
         summary="MLP VAE, 40 latents, Bernoulli pixels; binarized MNIST"),
+    "vae-binary-fast": dict(
+        arch=dict(likelihood="bernoulli", hidden=128, latent=32, layers=1),
+        data="mnist", binarized=True, epochs=150, batch=128, lr=2e-3, warmup=5, seed=0,
+        summary="MLP VAE with one hidden layer of 128, 32 latents, Bernoulli pixels: the fast one; binarized MNIST"),
     "vae-8bit": dict(
         arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32,
                   context=CONTEXT_9),
@@ -35,7 +39,8 @@ ZOO = {
         summary="VQ-VAE, 7x7 grid of 16 codes with an autoregressive prior, zero / discretized Laplace pixels "
                 "with a 9-pixel causal context; 8-bit MNIST"),
 }
-DEFAULTS = {"binary": "vae-binary", "8bit": "vae-8bit"}
+# The binarized default trades 0.014 bits/dim for 4 times the speed of vae-binary.
+DEFAULTS = {"binary": "vae-binary-fast", "8bit": "vae-8bit"}
 
 
 class UnknownModel(BbansError):
@@ -84,25 +89,32 @@ def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500) -> d
     """The model's figures in bits/dim on uint8 images (N, 784): for a VAE, its -ELBO (one
     posterior sample per image, every image) and importance-weighted NLL bound
     (nll_samples per image, on nll_images evenly spaced images, or all), seeded, so
-    repeatable; for a VQ-VAE, its cost -log2 p(z) - log2 p(x|z_q) and the parts of it."""
-    x = torch.from_numpy(np.asarray(pixels, np.float32).reshape(-1, 28, 28))
+    repeatable; for a VQ-VAE, its cost -log2 p(z) - log2 p(x|z_q) and the parts of it.
+    The images go to torch a batch at a time (they may be a memory map of a large file)."""
+    dims = pixels.size
     if kind(name) == "vqvae":
-        return vq_figures(load_network(name), x, batch)
+        return vq_figures(load_network(name), tensors(pixels, batch), dims)
     vae = load_network(name)
     torch.manual_seed(0)
-    neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, x.split(batch)))
-    out = dict(neg_elbo_bits_per_dim=neg_elbo / (x.numel() * math.log(2)))
+    neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, tensors(pixels, batch)))
+    out = dict(neg_elbo_bits_per_dim=neg_elbo / (dims * math.log(2)))
     if nll_samples:
-        n = min(nll_images or len(x), len(x))
-        sub = x[np.linspace(0, len(x) - 1, n).round().astype(int)]
+        n = min(nll_images or len(pixels), len(pixels))
+        sub = pixels[np.linspace(0, len(pixels) - 1, n).round().astype(int)]
         nll = -sum(float(vae.iw_log_likelihood(xb, nll_samples, chunk=max(1, 20000 // len(xb))).sum())
-                   for xb in sub.split(batch))
-        out.update(nll_bits_per_dim=nll / (sub.numel() * math.log(2)), nll_samples=nll_samples, nll_images=n)
+                   for xb in tensors(sub, batch))
+        out.update(nll_bits_per_dim=nll / (sub.size * math.log(2)), nll_samples=nll_samples, nll_images=n)
     return out
 
 
-def vq_figures(vq: VQVAE, x: torch.Tensor, batch: int) -> dict:
-    pixels, ar, factorized = (torch.cat(t).sum().item() / x.numel() for t in zip(*map(vq.costs, x.split(batch))))
+def tensors(pixels, batch: int):
+    """uint8 images (N, 784) as float32 tensors (B, 28, 28), a batch at a time."""
+    for start in range(0, len(pixels), batch):
+        yield torch.from_numpy(np.asarray(pixels[start:start + batch], np.float32).reshape(-1, 28, 28))
+
+
+def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
+    pixels, ar, factorized = (torch.cat(t).sum().item() / dims for t in zip(*map(vq.costs, batches)))
     return dict(model_bits_per_dim=pixels + ar, pixel_bits_per_dim=pixels, latent_bits_per_dim=ar,
                 factorized_model_bits_per_dim=pixels + factorized,
                 uniform_model_bits_per_dim=pixels + POSITIONS * math.log2(vq.codes) / PIXELS)

@@ -32,8 +32,8 @@ def test_chunks_decode_in_any_order(data, monkeypatch):
     original = npy_bytes(mnist_test("mnist-binarized", 13))
     blob, _ = api.compress(original, model="vae-binary", chunk_images=4)
 
-    def backwards(fn, items, workers):
-        return [fn(item) for item in items[::-1]][::-1]
+    def backwards(fn, items, workers, scheduler=None):
+        return iter([fn(item) for item in list(items)[::-1]][::-1])
 
     monkeypatch.setattr(chunks, "parallel_map", backwards)
     assert api.decompress(blob)[0] == original
@@ -56,3 +56,19 @@ def test_tables_that_do_not_add_up_are_refused():
                             (chunks.pack([chunks.Chunk(0, b"", bytes(32))] + good), 3), (b"\xff\xff\xff\xff", 3)]:
         with pytest.raises(BbansError):
             chunks.unpack(payload, images)
+
+
+def test_parallel_map_takes_items_as_needed_and_keeps_their_order():
+    pulled = []
+
+    def items():
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    here = chunks.parallel_map(str, items(), 1)
+    assert next(here) == "0" and pulled == [0]
+    pulled.clear()
+    two = chunks.parallel_map(str, items(), 2)
+    assert next(two) == "0" and len(pulled) == 4  # two jobs per worker in flight
+    assert list(two) == [str(i) for i in range(1, 100)]

@@ -259,15 +259,24 @@ def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
     assert sorted(tmp_path.iterdir()) == before
 
 
-def test_a_version_1_file_still_decompresses(data):
-    """Version 1 (before the fingerprint and the chunk table): the header without the
-    fingerprint, then one message."""
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("variant, model", [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit")])
+def test_files_of_earlier_versions_still_decompress(data, version, variant, model):
+    """Versions 1 and 2 coded a VAE's latents and binary pixels the legacy way; version 1
+    also had no fingerprint and no chunk table (one message)."""
     from bbans import api, chunks, container
-    original = npy_bytes(mnist_test("mnist-binarized", 20))
-    box = container.read(api.compress(original, model="vae-binary")[0])
-    message, = chunks.unpack(box.payload, box.images)
+    images = mnist_test(variant, 20)
+    original = npy_bytes(images)
+    box = container.read(api.compress(original, model=model)[0])
+    message = api._encode(model, images.reshape(len(images), -1), version)
+    assert message != chunks.unpack(box.payload, box.images)[0].payload
     name = box.model.encode()
-    v1 = container.FIXED.pack(b"BBANS", 1, 1, 1, box.size, box.sha256, box.images, box.model_hash) \
-        + container.LENGTHS.pack(len(name), len(box.meta)) + name + box.meta + message.payload
-    assert api.decompress(v1)[0] == original
-    assert api.info(v1)["chunks"] == 1
+    header = container.FIXED.pack(b"BBANS", version, 1, 1, box.size, box.sha256, box.images, box.model_hash)
+    if version == 1:
+        old = header + container.LENGTHS.pack(len(name), len(box.meta)) + name + box.meta + message
+    else:
+        table = chunks.pack([chunks.Chunk(len(images), message, chunks.pixel_sha(images))])
+        old = header + api.fingerprint(model, 2) + container.LENGTHS.pack(len(name), len(box.meta)) + name \
+            + box.meta + table
+    assert api.decompress(old)[0] == original
+    assert api.info(old)["chunks"] == 1

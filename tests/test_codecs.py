@@ -16,6 +16,11 @@ CASES = {
                         rng.integers(1, 256, 30)),
     "buckets": lambda: (c.StdBuckets(8).posterior(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
                         rng.integers(0, 256, 12)),
+    "bernoulli levels": lambda: (c.BernoulliLevels(rng.uniform(0.001, 0.999, 9))(rng.integers(0, 9, (7, 30))),
+                                 rng.integers(0, 2, (7, 30))),
+    "latent grid prior": lambda: (c.LatentGrid().prior((6, 5)), rng.integers(0, 257, (6, 5))),
+    "latent grid posterior": lambda: (c.LatentGrid().posterior(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
+                                      rng.integers(0, 257, 12)),
     "serial": lambda: (c.serial([c.uniform(5, (3,)), c.bernoulli(np.full(2, 0.3))]),
                        (rng.integers(0, 5, 3), rng.integers(0, 2, 2))),
     "chain": lambda: (c.chain(c.bernoulli(np.full(6, 0.5)), lambda a: c.uniform(3, (int(np.sum(a)),))),
@@ -50,6 +55,27 @@ def test_bernoulli_costs_its_information_content():
     x = (rng.random(20000) < p).astype(int)
     ideal = -np.sum(np.log2(np.where(x == 1, p, 1 - p)))
     assert abs(bits_of(lambda m: c.bernoulli(p).push(m, x)) - ideal) < 1e-3 * ideal + 64
+
+
+def test_bernoulli_levels_cost_their_information_content_in_any_order_of_levels():
+    probs = rng.uniform(0.01, 0.99, 50)
+    levels = rng.integers(0, 50, (40, 500))
+    x = (rng.random(levels.shape) < probs[levels]).astype(int)
+    ideal = -np.sum(np.log2(np.where(x == 1, probs[levels], 1 - probs[levels])))
+    assert abs(bits_of(lambda m: c.BernoulliLevels(probs)(levels).push(m, x)) - ideal) < 1e-3 * ideal + 64
+
+
+def test_latent_grid_costs_the_gaussian_mass_of_the_cell():
+    grid = c.LatentGrid()
+    mean, std = rng.normal(0, 1.5, 5000), rng.uniform(0.02, 1.5, 5000)
+    k = grid.bucket_of(mean + std * rng.normal(size=5000))
+    lo, hi = grid.centres[k] - grid.step / 2, grid.centres[k] + grid.step / 2
+    ideal = -np.sum(np.log2(ndtr((hi - mean) / std) - ndtr((lo - mean) / std)))
+    assert abs(bits_of(lambda m: grid.posterior(mean, std).push(m, k)) - ideal) < 1e-3 * ideal + 64
+    k = grid.bucket_of(rng.normal(size=5000))
+    lo, hi = grid.centres[k] - grid.step / 2, grid.centres[k] + grid.step / 2
+    prior_ideal = -np.sum(np.log2(ndtr(hi) - ndtr(lo)))
+    assert abs(bits_of(lambda m: grid.prior(k.shape).push(m, k)) - prior_ideal) < 1e-3 * prior_ideal + 64
 
 
 def test_bucket_posterior_costs_the_gaussian_mass_of_the_bucket():

@@ -1,0 +1,119 @@
+"""`bbans bench`: every codec's round trip is checked, the rates and speeds are sane, the
+peak memory is the measuring process's own, and --json and --plot give what they say."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bbans import bench
+from cli import main
+
+IMAGE_ROWS = [f"{name} ({layout})" for name in bench.IMAGE_FORMATS for layout in ("per image", "one image")]
+CLASSICAL_ROWS = list(bench.BYTE_CODECS) + IMAGE_ROWS
+RATE_KEYS = {"bits_per_dim", "compressed_bytes", "compress_images_per_s", "decompress_images_per_s"}
+BBANS_KEYS = RATE_KEYS | {"model", "model_bits_per_dim", "card_nll_bits_per_dim", "compress_peak_rss_mb",
+                          "decompress_peak_rss_mb", "first_1_bits_per_dim", "first_100_bits_per_dim"}
+
+
+@pytest.fixture(scope="module")
+def binarized_run(data, tmp_path_factory):
+    """One `bbans bench --data mnist-binarized -n 20 --json --plot`: (results, PNG path)."""
+    png = tmp_path_factory.mktemp("bench") / "rates.png"
+    result = CliRunner().invoke(main, ["bench", "--data", "mnist-binarized", "-n", "20", "--json", "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output), png
+
+
+def check_classical(codecs: dict, n: int):
+    for name in CLASSICAL_ROWS:
+        c = codecs[name]
+        assert c.keys() == RATE_KEYS | {"layout"}
+        assert c["bits_per_dim"] == pytest.approx(8 * c["compressed_bytes"] / (n * 784))
+        assert 0 < c["bits_per_dim"] < 8 and c["compress_images_per_s"] > 0 and c["decompress_images_per_s"] > 0
+    for name in bench.IMAGE_FORMATS:  # a header and a fresh start per image
+        assert codecs[f"{name} (per image)"]["bits_per_dim"] > codecs[f"{name} (one image)"]["bits_per_dim"]
+
+
+def test_fashion_mnist_has_no_model_yet_and_gets_every_classical_codec(data):
+    r = bench.run("fashion-mnist", 20)
+    assert (r["images"], r["dims"]) == (20, 20 * 784)
+    assert list(r["codecs"]) == CLASSICAL_ROWS
+    check_classical(r["codecs"], 20)
+    # 8-bit clothes cost far more than binarized digits
+    assert min(c["bits_per_dim"] for c in r["codecs"].values()) > 2
+
+
+def test_models_fit_by_data_set_and_binarization():
+    assert bench.fitting_models("mnist-binarized") == ["vae-binary-fast", "vae-binary"]  # the default first
+    assert bench.fitting_models("mnist") == ["vae-8bit", "vqvae-8bit"]
+    assert bench.fitting_models("fashion-mnist") == []
+
+
+def test_binarized_bench_json(binarized_run):
+    results, _ = binarized_run
+    r = results["mnist-binarized"]
+    assert list(results) == ["mnist-binarized"] and (r["images"], r["dims"]) == (20, 20 * 784)
+    models = bench.fitting_models("mnist-binarized")
+    assert list(r["codecs"]) == [f"bbans {m}" for m in models] + CLASSICAL_ROWS
+    check_classical(r["codecs"], 20)
+    for model in models:
+        row = r["codecs"][f"bbans {model}"]
+        assert BBANS_KEYS <= row.keys() and row["model"] == model
+        assert row["bits_per_dim"] == pytest.approx(8 * row["compressed_bytes"] / (20 * 784))
+        assert 0 < row["bits_per_dim"] < 8 and row["first_1_bits_per_dim"] > row["first_100_bits_per_dim"] > 0
+        # a process that loads torch and a model: tens of MB at least, and not gigabytes for 20 images
+        assert 50 < row["compress_peak_rss_mb"] < 2000 and 50 < row["decompress_peak_rss_mb"] < 2000
+    text = bench.table(results)
+    assert "comp MB" in text and "decomp MB" in text
+    assert all(name in text for name in r["codecs"])
+
+
+def test_plot_is_a_png(binarized_run):
+    from matplotlib.image import imread
+    _, png = binarized_run
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = imread(png)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert pixels.std() > 0  # something is drawn
+
+
+def test_a_failed_plot_leaves_the_old_file_alone(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "plot", lambda results: 1 / 0)
+    png = tmp_path / "rates.png"
+    png.write_bytes(b"old plot")
+    result = CliRunner().invoke(main, ["bench", "--data", "fashion-mnist", "-n", "2", "--plot", str(png)])
+    assert result.exit_code == 3 and "ZeroDivisionError" in result.output
+    assert list(tmp_path.iterdir()) == [png] and png.read_bytes() == b"old plot"
+
+
+def test_a_set_too_tall_for_webp_goes_in_as_a_mosaic():
+    names = [name for name, *_ in bench.classical_codecs((600, 28, 28))]  # 600 * 28 > 16383 rows
+    assert "webp -z9 (one mosaic image)" in names and "webp -z9 (one image)" not in names
+    assert "png -9 (one image)" in names and "jpeg-xl -e9 (one image)" in names
+
+
+@pytest.mark.parametrize("n", [1, 7, 20])
+def test_mosaic_is_near_square_and_gives_the_images_back(n):
+    images = np.random.default_rng(n).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    grid = bench.mosaic(images)
+    rows, cols = grid.shape[0] // 28, grid.shape[1] // 28
+    assert rows * cols >= n and cols - 1 <= rows <= cols
+    assert np.array_equal(bench.tiles(grid, images.shape), images)
+    encode, decode, _ = bench.IMAGE_FORMATS["webp -z9"]
+    assert bench.classical_row(images, "one mosaic image", encode, decode)["bits_per_dim"] > 0
+
+
+def test_a_lossy_round_trip_is_caught():
+    images = np.zeros((3, 28, 28), np.uint8)
+    encode, decode, _ = bench.IMAGE_FORMATS["png -9"]
+    with pytest.raises(AssertionError, match="round trip"):
+        bench.classical_row(images, "per image", encode, lambda b: decode(b) + 1)
+
+
+def test_peak_memory_is_the_child_s_own():
+    ballast = np.ones(400 << 20, np.uint8)  # touched: this process's peak grows by 400 MB
+    child = bench.in_fresh_process(bench.peak_rss_mb)
+    parent = bench.peak_rss_mb()
+    del ballast
+    assert parent > 400 and 0 < child < parent - 300
