@@ -30,9 +30,17 @@ def _sha(images: formats.Images, data) -> bytes:
     return files.sha256(data)
 
 
-def pick_model(pixels: np.ndarray, name=None) -> str:
+def _blocks(data, images: formats.Images, size: int):
+    """The images, `size` at a time; the pages of each block of a memory-mapped file go
+    once it has been used."""
+    for a, b in chunks.bounds(len(images.pixels), size):
+        yield images.pixels[a:b]
+        files.release(data, images.offset + a * formats.PIXELS, images.offset + b * formats.PIXELS)
+
+
+def pick_model(binary: bool, name=None) -> str:
+    """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or the default."""
     from models.zoo import DEFAULTS, ZOO
-    binary = int(pixels.max(initial=0)) <= 1
     name = name or DEFAULTS["binary" if binary else "8bit"]
     if name not in ZOO:
         raise BbansError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
@@ -91,9 +99,8 @@ def _model(data, images: formats.Images, name: str, chunk_images: int, workers: 
     bounds, shas = chunks.bounds(n, chunk_images), []
 
     def jobs():
-        for a, b in bounds:
-            pixels = np.array(images.pixels[a:b])  # a copy, so that the input's pages can go
-            files.release(data, images.offset + a * formats.PIXELS, images.offset + b * formats.PIXELS)
+        for block in _blocks(data, images, chunk_images):
+            pixels = np.array(block)  # a copy, so that the input's pages can go
             shas.append(chunks.pixel_sha(pixels))
             yield name, pixels
 
@@ -128,7 +135,8 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        name = pick_model(images.pixels, model)
+        binary = all(block.max(initial=0) <= 1 for block in _blocks(data, images, chunk_images))
+        name = pick_model(binary, model)
         candidates.append(_model(data, images, name, chunk_images, workers, scheduler, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
@@ -210,7 +218,7 @@ def _check_model(box: Container):
         raise BbansError("corrupt header (image count does not match the sizes)")
     # A header file is rebuilt as meta + pixels, and must read back as its own layout,
     # whatever the pixels (a PNG is written from the layout's own fields).
-    if box.layout != "png" and formats.READERS[box.layout](box.meta + bytes(pixels)) is None:
+    if box.layout != "png" and not formats.header_fits(box.layout, box.meta, pixels):
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
     if box.model in ZOO and METHODS[kind(box.model)] != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")

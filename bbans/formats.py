@@ -31,14 +31,7 @@ class Images:
         return restore(self.layout, self.meta, self.pixels)
 
 
-def _split(data, offset: int, layout: str):
-    body = memoryview(data)[offset:]  # no copy of a memory-mapped file
-    if not body or len(body) % PIXELS:
-        return None
-    return Images(layout, bytes(data[:offset]), np.frombuffer(body, np.uint8).reshape(-1, PIXELS), offset)
-
-
-def _npy(data):
+def _npy_header(data):
     f = io.BytesIO(data[:NPY_HEADER_LIMIT])
     try:
         with warnings.catch_warnings():  # numpy warns of headers it reads the slow way
@@ -49,25 +42,40 @@ def _npy(data):
         return None
     ok_shape = (len(shape) == 3 and shape[1:] == (SIDE, SIDE)) or (len(shape) == 2 and shape[1] == PIXELS) \
         or shape == (SIDE, SIDE)
-    if dtype != np.uint8 or fortran or not ok_shape or len(data) - f.tell() != int(np.prod(shape)):
-        return None
-    return _split(data, f.tell(), "npy")
+    return (f.tell(), int(np.prod(shape))) if dtype == np.uint8 and not fortran and ok_shape else None
 
 
-def _idx(data: bytes):
+def _idx_header(data):
     if len(data) < 16 or data[:4] != b"\x00\x00\x08\x03":
         return None
     n, rows, cols = struct.unpack(">III", data[4:16])
-    if (rows, cols) != (SIDE, SIDE) or len(data) != 16 + n * PIXELS:
-        return None
-    return _split(data, 16, "idx")
+    return (16, n * PIXELS) if (rows, cols) == (SIDE, SIDE) else None
 
 
-def _pgm(data: bytes):
+def _pgm_header(data):
     m = PGM_HEADER.match(data)
-    if not m or int(m[1]) != SIDE or int(m[2]) % SIDE or int(m[3]) > 255 or len(data) != m.end() + int(m[1]) * int(m[2]):
+    if not m or int(m[1]) != SIDE or int(m[2]) % SIDE or int(m[3]) > 255:
         return None
-    return _split(data, m.end(), "pgm")
+    return m.end(), int(m[1]) * int(m[2])
+
+
+# The layouts that are a header and the pixels: the header's length and the number of
+# pixels it announces, from the start of a file (None if it is not one of that layout).
+HEADERS = {"npy": _npy_header, "idx": _idx_header, "pgm": _pgm_header}
+
+
+def header_fits(layout: str, meta: bytes, pixels: int) -> bool:
+    """Whether `meta` is a whole header of `layout` for `pixels` pixels."""
+    return HEADERS[layout](meta) == (len(meta), pixels)
+
+
+def _headed(layout: str, data):
+    head = HEADERS[layout](data)
+    if head is None or not head[1] or head[1] % PIXELS or sum(head) != len(data):
+        return None
+    offset = head[0]
+    body = memoryview(data)[offset:]  # no copy of a memory-mapped file
+    return Images(layout, bytes(data[:offset]), np.frombuffer(body, np.uint8).reshape(-1, PIXELS), offset)
 
 
 def _png(data):
@@ -84,17 +92,14 @@ def _png(data):
     return Images("png", struct.pack(">II", *pixels.shape), pixels.reshape(-1, PIXELS))
 
 
-READERS = {"npy": _npy, "idx": _idx, "pgm": _pgm, "png": _png}
-
-
 def parse(data):
     """Images if `data` (bytes or a memory map) is a file of 28x28 uint8 grey images bbans
     can model, else None."""
-    for reader in READERS.values():
-        images = reader(data)
+    for layout in HEADERS:
+        images = _headed(layout, data)
         if images is not None:
             return images
-    return None
+    return _png(data)
 
 
 def restore(layout: str, meta: bytes, pixels: np.ndarray) -> bytes:
