@@ -23,9 +23,10 @@ ZOO = {
         data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=5, seed=0,
         summary="MLP VAE, 40 latents, Bernoulli pixels; binarized MNIST"),
     "vae-binary-fast": dict(
-        arch=dict(likelihood="bernoulli", hidden=128, latent=32, layers=1),
-        data="mnist", binarized=True, epochs=150, batch=128, lr=2e-3, warmup=5, seed=0,
-        summary="MLP VAE with one hidden layer of 128, 32 latents, Bernoulli pixels: the fast one; binarized MNIST"),
+        arch=dict(likelihood="bernoulli", hidden=96, latent=32, layers=1),
+        data="mnist", binarized=True, epochs=400, batch=128, lr=2e-3, warmup=5, seed=0,
+        summary="MLP VAE with one hidden layer of 96, 32 latents, Bernoulli pixels, sized for 30,000 images/s "
+                "on one core; binarized MNIST"),
     "vae-8bit": dict(
         arch=dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32,
                   context=CONTEXT_9),
@@ -39,7 +40,7 @@ ZOO = {
         summary="VQ-VAE, 7x7 grid of 16 codes with an autoregressive prior, zero / discretized Laplace pixels "
                 "with a 9-pixel causal context; 8-bit MNIST"),
 }
-# The binarized default trades 0.014 bits/dim for 4 times the speed of vae-binary.
+# The binarized default trades 0.015 bits/dim for 4 times the speed of vae-binary.
 DEFAULTS = {"binary": "vae-binary-fast", "8bit": "vae-8bit"}
 
 
