@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv, then the main job: compress and restore the MNIST test set (binarized
 # and 8-bit) with the default models and the 8-bit set with the VQ-VAE, and the benchmark
-# against gzip, bz2 and xz.
+# against the classical codecs on all three data sets.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup.sh
