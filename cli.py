@@ -5,11 +5,12 @@ from pathlib import Path
 
 import click
 
+from bbans.chunks import CHUNK_IMAGES
 from bbans.errors import BbansError
 from bbans.files import atomic_output, open_input, write_atomic
+from bbans.formats import PIXELS
 
 SUFFIX = ".bbans"
-PIXELS = 784
 
 
 def fail(message: str, code: int = 1):
@@ -80,7 +81,7 @@ class App(click.Group):
 
 
 WORKERS = click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-                       help="Processes decoding chunks in parallel.")
+                       help="Processes coding chunks in parallel; the output is the same for any number.")
 QUIET = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress bar, no report).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (and no progress bar).")
 SCHEDULER = click.option("--scheduler", metavar="ADDRESS",
@@ -102,9 +103,8 @@ def main():
               help="Importance samples per image for the NLL reported beside the rate (0: skip the model figures).")
 @click.option("--nll-images", default=500, show_default=True,
               help="Evenly spaced images the NLL bound is computed on (0: all; the -ELBO always uses all).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="Processes coding chunks in parallel; the file is the same for any number.")
-@click.option("--chunk-images", default=10000, show_default=True, type=click.IntRange(1),
+@WORKERS
+@click.option("--chunk-images", default=CHUNK_IMAGES, show_default=True, type=click.IntRange(1),
               help="Images per independently decodable chunk.")
 @SCHEDULER
 @QUIET

@@ -23,19 +23,23 @@ METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq"}  # the zoo's kinds of model
 LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
-def _sha(images: formats.Images, data) -> bytes:
-    """What decompression checks: the file's bytes, or for PNG its shape and pixels."""
-    if images is not None and images.layout == "png":
-        return hashlib.sha256(images.meta + images.pixels.tobytes()).digest()
-    return files.sha256(data)
-
-
 def _blocks(data, images: formats.Images, size: int):
     """The images, `size` at a time; the pages of each block of a memory-mapped file go
     once it has been used."""
     for a, b in chunks.bounds(len(images.pixels), size):
         yield images.pixels[a:b]
         files.release(data, images.offset + a * formats.PIXELS, images.offset + b * formats.PIXELS)
+
+
+def _scan(data, images: formats.Images):
+    """One pass over the images, a chunk at a time: whether every value is 0 or 1, and
+    the SHA-256 that decompression checks, of the header bytes and the pixels (for npy,
+    idx and PGM the file itself, for PNG its shape and pixels)."""
+    sha, binary = hashlib.sha256(images.meta), True
+    for block in _blocks(data, images, chunks.CHUNK_IMAGES):
+        sha.update(block)
+        binary = binary and int(block.max(initial=0)) <= 1
+    return binary, sha.digest()
 
 
 def pick_model(binary: bool, name=None) -> str:
@@ -91,24 +95,26 @@ def _encode_job(job) -> bytes:
     return _encode(*job)
 
 
-def _model(data, images: formats.Images, name: str, chunk_images: int, workers: int, scheduler, progress):
+def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: int, scheduler,
+           progress):
     from models.zoo import kind, load
     _, weights_hash = load(name)
-    mark, sha, n = fingerprint(name), _sha(images, data), len(images.pixels)
+    mark, n = fingerprint(name), len(images.pixels)
     start = time.perf_counter()
-    bounds, shas = chunks.bounds(n, chunk_images), []
+    sent = []  # (images, SHA-256 of the pixels) of each chunk, as it goes to be coded
 
     def jobs():
         for block in _blocks(data, images, chunk_images):
             pixels = np.array(block)  # a copy, so that the input's pages can go
-            shas.append(chunks.pixel_sha(pixels))
+            sent.append((len(pixels), chunks.pixel_sha(pixels)))
             yield name, pixels
 
-    parts, bits = [], 0
-    for (a, b), message in zip(bounds, chunks.parallel_map(_encode_job, jobs(), workers, scheduler)):
-        parts.append(chunks.Chunk(b - a, message, shas[len(parts)]))
-        bits += 8 * len(message)
-        progress(b, n, bits)
+    parts, done, bits = [], 0, 0
+    for message in chunks.parallel_map(_encode_job, jobs(), workers, scheduler):
+        count, pixel_sha = sent[len(parts)]
+        parts.append(chunks.Chunk(count, message, pixel_sha))
+        done, bits = done + count, bits + 8 * len(message)
+        progress(done, n, bits)
     seconds = time.perf_counter() - start
     return Container(METHODS[kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
                      mark, images.meta, chunks.pack(parts)), seconds
@@ -135,9 +141,9 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        binary = all(block.max(initial=0) <= 1 for block in _blocks(data, images, chunk_images))
-        name = pick_model(binary, model)
-        candidates.append(_model(data, images, name, chunk_images, workers, scheduler, progress))
+        binary, sha = _scan(data, images)
+        candidates.append(_model(data, images, sha, pick_model(binary, model), chunk_images, workers, scheduler,
+                                 progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
@@ -173,16 +179,19 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=_
         data = _unxz(box)
         sha = hashlib.sha256(data).digest()
         out.write(data)
-    elif box.layout == "png":
-        data = formats.Images("png", box.meta, np.concatenate(list(_decoded_chunks(box, workers, scheduler, progress))))
-        sha = _sha(data, None)
-        out.write(data.restore())
-    else:
-        hashed = files.HashingWriter(out)
-        hashed.write(box.meta)
-        for pixels in _decoded_chunks(box, workers, scheduler, progress):
-            hashed.write(pixels.tobytes())
-        sha = hashed.hash.digest()
+    else:  # the checksum is of the header bytes and the pixels, as compress took it
+        hashed = hashlib.sha256(box.meta)
+        decoded = _decoded_chunks(box, workers, scheduler, progress)
+        if box.layout == "png":
+            pixels = np.concatenate(list(decoded))
+            hashed.update(pixels)
+            out.write(formats.restore("png", box.meta, pixels))
+        else:
+            out.write(box.meta)
+            for pixels in decoded:
+                hashed.update(pixels)
+                out.write(pixels)
+        sha = hashed.digest()
     seconds = time.perf_counter() - start
     if sha != box.sha256:
         raise BbansError("checksum mismatch: the file is corrupt; nothing written")

@@ -38,7 +38,7 @@ def bounds(n: int, size: int):
 
 
 def pixel_sha(pixels: np.ndarray) -> bytes:
-    return hashlib.sha256(np.ascontiguousarray(pixels, np.uint8).tobytes()).digest()
+    return hashlib.sha256(np.ascontiguousarray(pixels, np.uint8)).digest()
 
 
 def pack(chunks) -> bytes:

@@ -74,8 +74,12 @@ def uniform(size: int, shape) -> Codec:
     """Symbols in {0..size-1}, all equally likely."""
     if size == 1:
         return point(np.zeros(shape, np.int32))
+    return _fixed(_model.Uniform(size), shape)
+
+
+def _fixed(model, shape) -> Codec:
+    """Symbols of an array of `shape`, all from the one fixed constriction `model`."""
     n = int(np.prod(shape))
-    model = _model.Uniform(size)
 
     def push(message, symbols):
         message.encode_reverse(np.asarray(symbols, np.int32).ravel(), model)
@@ -247,12 +251,7 @@ class LatentGrid:
         self._posterior = _model.QuantizedGaussian(0, 2 * limit)
 
     def prior(self, shape) -> Codec:
-        n = int(np.prod(shape))
-
-        def push(message, k):
-            message.encode_reverse(np.asarray(k, np.int32).ravel(), self._prior)
-
-        return Codec(push, lambda message: message.decode(self._prior, n).reshape(shape))
+        return _fixed(self._prior, shape)
 
     def bucket_of(self, z: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(z / self.step) + self.limit, 0, 2 * self.limit).astype(np.int64)

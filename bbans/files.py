@@ -8,9 +8,6 @@ from pathlib import Path
 
 from bbans.errors import BbansError
 
-BLOCK = 1 << 24  # bytes hashed or released at a time
-
-
 @contextlib.contextmanager
 def open_input(path: Path):
     """The file's bytes as a read-only memory map (an empty file as b"")."""
@@ -36,16 +33,6 @@ def release(data, start: int, stop: int):
         start -= start % mmap.PAGESIZE
         if stop > start:
             data.madvise(mmap.MADV_DONTNEED, start, stop - start)
-
-
-def sha256(data) -> bytes:
-    """SHA-256 of bytes or a memory map, a block at a time."""
-    h = hashlib.sha256()
-    view = memoryview(data)
-    for start in range(0, len(view), BLOCK):
-        h.update(view[start:start + BLOCK])
-        release(data, start, min(start + BLOCK, len(view)))
-    return h.digest()
 
 
 class HashingWriter:
