@@ -98,7 +98,7 @@ def main():
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE.bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
-@click.option("--model", help="Model of the zoo to use for image input (default: picked from the pixel values).")
+@click.option("--model", help="Model of the zoo to use for image input (default: picked from the pixel values and the first images).")
 @click.option("--nll-samples", default=100, show_default=True,
               help="Importance samples per image for the NLL reported beside the rate (0: skip the model figures).")
 @click.option("--nll-images", default=500, show_default=True,

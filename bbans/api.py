@@ -12,14 +12,15 @@ import numpy as np
 from bbans import chunks, container, files, formats
 from bbans.container import Container
 from bbans.errors import BbansError
-from bbans.vae_codec import VAECodec
+from bbans.vae_codec import BitSwapCodec, VAECodec
 from bbans.vq_codec import VQCodec
 
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 # Up to this size the fallback is tried too and the smaller file kept; beyond it, image
 # files go to the model (bits-back has paid its start-up cost long before).
 COMPARE_LIMIT = 1 << 20
-METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq"}  # the zoo's kinds of model
+PROBE_IMAGES = 64  # the default model for a data set is the one that codes these first images smallest
+METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq", "hvae": "bbans-bitswap"}  # the zoo's kinds of model
 LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
@@ -42,10 +43,14 @@ def _scan(data, images: formats.Images):
     return binary, sha.digest()
 
 
-def pick_model(binary: bool, name=None) -> str:
-    """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or the default."""
+def pick_model(binary: bool, name=None, sample=None) -> str:
+    """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or of
+    the default models for such images (one per data set) the one that codes `sample`,
+    the first images, smallest."""
     from models.zoo import DEFAULTS, ZOO
-    name = name or DEFAULTS["binary" if binary else "8bit"]
+    if name is None:
+        defaults = DEFAULTS["binary" if binary else "8bit"]
+        return min(defaults, key=lambda d: len(_encode(d, sample))) if len(defaults) > 1 else defaults[0]
     if name not in ZOO:
         raise BbansError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
     if ZOO[name]["binarized"] and not binary:
@@ -69,7 +74,11 @@ def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION) -> 
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    return VAECodec(model, legacy=version < 3).encode(pixels).astype("<u4").tobytes()
+    return _vae_codec(METHODS[kind(name)], model, version).encode(pixels).astype("<u4").tobytes()
+
+
+def _vae_codec(method: str, model, version: int) -> VAECodec:
+    return BitSwapCodec(model) if method == "bbans-bitswap" else VAECodec(model, legacy=version < 3)
 
 
 def probe(binary: bool) -> np.ndarray:
@@ -142,8 +151,8 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
     candidates = []
     if images is not None:
         binary, sha = _scan(data, images)
-        candidates.append(_model(data, images, sha, pick_model(binary, model), chunk_images, workers, scheduler,
-                                 progress))
+        name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES]))
+        candidates.append(_model(data, images, sha, name, chunk_images, workers, scheduler, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
@@ -265,8 +274,8 @@ def _decode_job(job) -> np.ndarray:
     from models.zoo import load
     method, name, payload, n, version = job
     model, _ = load(name)
-    if method == "bbans-vae":
-        return _decode_words(VAECodec(model, legacy=version < 3).decode, payload, n)
+    if method != "bbans-vq":
+        return _decode_words(_vae_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:
         raise BbansError("truncated or corrupt payload")
     images, latent_bits = _decode_words(VQCodec(model).decode, payload[LATENT_BITS.size:], n)

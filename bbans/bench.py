@@ -17,7 +17,7 @@ import imagecodecs
 import numpy as np
 import zstandard
 
-from bbans import api
+from bbans import api, chunks
 from bbans.data import binarize, load_images
 
 REPEAT = 3  # runs of bbans each way; the fastest counts
@@ -104,8 +104,7 @@ def in_fresh_process(fn, *args):
 def fastest(run, repeat: int):
     """run() -> (output, report) `repeat` times on one core: the output, and the report
     of the fastest run (this machine's speed varies by some 10% from run to run)."""
-    import torch
-    torch.set_num_threads(1)
+    chunks.one_thread()
     runs = [run() for _ in range(repeat)]
     return runs[0][0], min((report for _, report in runs), key=lambda r: r["seconds"])
 
@@ -122,7 +121,7 @@ def fitting_models(variant: str):
     """The zoo's models for this data (its data set, binarized or not), the default first."""
     from models.zoo import DEFAULTS, ZOO
     data, binarized = VARIANTS[variant]
-    default = DEFAULTS["binary" if binarized else "8bit"]
+    default = next(d for d in DEFAULTS["binary" if binarized else "8bit"] if ZOO[d]["data"] == data)
     fits = [name for name, r in ZOO.items() if (r["data"], r["binarized"]) == (data, binarized)]
     return sorted(fits, key=lambda name: name != default)
 

@@ -88,7 +88,7 @@ def parallel_map(fn, items, workers: int, scheduler: str | None = None):
     if len(head) <= 1:  # one job alone is not worth starting processes for
         yield from map(fn, head)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=one_thread)
     try:
         yield from _in_order(partial(pool.submit, fn), chain(head, items), 2 * workers)
     finally:
@@ -126,6 +126,9 @@ def _in_order(submit, items, window: int):
         yield pending.popleft().result()
 
 
-def _one_thread():
+def one_thread():
+    """Matrix products on one thread, in torch and in numpy's BLAS (a worker per core)."""
     import torch
+    from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
+    threadpool_limits(1)

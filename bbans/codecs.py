@@ -99,17 +99,20 @@ def point(value) -> Codec:
     return Codec(lambda message, symbols: None, lambda message: value)
 
 
-def chain(first: Codec, then: Callable[[Any], Codec]) -> Codec:
-    """Symbols (a, b) where b's codec depends on a: pop a, then b = then(a).pop."""
+def chain(first: Codec, *then: Callable[[Any], Codec]) -> Codec:
+    """Symbols (s_0, s_1, ..., s_k) where each depends on the one before: s_0 from `first`,
+    s_i from then[i-1](s_i-1). Pop goes from s_0 up."""
 
     def push(message, symbols):
-        a, b = symbols
-        then(a).push(message, b)
-        first.push(message, a)
+        for codec_of, before, s in reversed(list(zip(then, symbols, symbols[1:]))):
+            codec_of(before).push(message, s)
+        first.push(message, symbols[0])
 
     def pop(message):
-        a = first.pop(message)
-        return a, then(a).pop(message)
+        symbols = [first.pop(message)]
+        for codec_of in then:
+            symbols.append(codec_of(symbols[-1]).pop(message))
+        return tuple(symbols)
 
     return Codec(push, pop)
 
@@ -143,6 +146,25 @@ def bits_back(prior: Codec, likelihood: Callable[[Any], Codec],
     return Codec(push, pop)
 
 
+def affordable(posterior: Codec, mode, bits: float) -> Codec:
+    """A bits-back posterior that pops from the message only if it holds at least `bits`
+    (a stack popped dry yields latents of no use, which then cost dear); else it takes
+    `mode`. A bit pushed after it tells the decoder which."""
+    flag = uniform(2, (1,))
+
+    def pop(message):
+        popped = message.num_bits() >= bits
+        z = posterior.pop(message) if popped else mode
+        flag.push(message, [int(popped)])
+        return z
+
+    def push(message, z):
+        if flag.pop(message)[0]:
+            posterior.push(message, z)
+
+    return Codec(push, pop)
+
+
 class StdBuckets:
     """The real line cut into 2**precision buckets of equal mass under N(0, 1)."""
 
@@ -158,7 +180,7 @@ class StdBuckets:
     def bucket_of(self, z: np.ndarray) -> np.ndarray:
         return np.clip(np.searchsorted(self.edges, z, side="right") - 1, 0, self.size - 1)
 
-    def posterior(self, mean: np.ndarray, std: np.ndarray) -> Codec:
+    def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
         """A diagonal Gaussian over bucket indices, coded as `precision` binary decisions
         (which half of the current range), so that each decision needs the Gaussian's CDF
         at one new edge instead of the whole table of bucket masses."""
@@ -240,7 +262,7 @@ class LatentGrid:
     """Latents on the grid step * (k - limit), k = 0..2 limit (the bucket index), coded
     with a Gaussian integrated over each cell (the end cells take the tails): the prior
     N(0, 1) as one fixed table (which the coder decodes four times faster than a fixed
-    Gaussian), a posterior N(mean, std) with a model per latent, all inside the coder."""
+    Gaussian), and N(mean, std) with a model per latent (posteriors, conditional priors), all inside the coder."""
 
     def __init__(self, step: float = 2.0**-4, limit: int = 128):
         self.step, self.limit = step, limit
@@ -256,5 +278,10 @@ class LatentGrid:
     def bucket_of(self, z: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(z / self.step) + self.limit, 0, 2 * self.limit).astype(np.int64)
 
-    def posterior(self, mean: np.ndarray, std: np.ndarray) -> Codec:
+    def entropy_bits(self, std: np.ndarray) -> float:
+        """About the bits a pop from gaussian(., std) takes: the differential entropy of
+        N(., std) in units of the cell, summed over latents."""
+        return float(np.sum(np.maximum(0.0, np.log2(std / self.step * np.sqrt(2 * np.pi * np.e)))))
+
+    def gaussian(self, mean: np.ndarray, std: np.ndarray) -> Codec:
         return _family(self._posterior, np.shape(mean), mean / self.step + self.limit, std / self.step)

@@ -4,7 +4,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
     magic        5 bytes  b"BBANS"
     version      u8       3; versions 1 (no fingerprint) and 2 are still read: they code
                           a VAE's latents and binary pixels the legacy way (bbans.vae_codec)
-    method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE
+    method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE,
+                                  3 = Bit-Swap hierarchical VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
     size         u64      bytes of the original file
     sha256       32 bytes of the original file (png: of its pixels)
@@ -28,7 +29,7 @@ from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
 VERSION = 3
-METHODS = ("xz", "bbans-vae", "bbans-vq")
+METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
 FINGERPRINT = 16  # bytes, from version 2 on

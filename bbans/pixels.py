@@ -2,7 +2,7 @@
 encoder and decoder turn the same outputs into the same probabilities."""
 import numpy as np
 
-from bbans.codecs import BernoulliLevels, Codec, bernoulli, chain, quantized_laplace
+from bbans.codecs import BernoulliLevels, Codec, affordable, bernoulli, bits_back, chain, point, quantized_laplace
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -54,21 +54,47 @@ DIAGONALS = [np.flatnonzero(np.add.outer(np.arange(SIDE), np.arange(SIDE)).ravel
              for d in range(2 * SIDE - 1)]
 
 
+def laplace_mixture(weight: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> Codec:
+    """Values in 1..255 from weight * Laplace(mean[:, 0], scale[:, 0]) + (1 - weight) *
+    Laplace(mean[:, 1], scale[:, 1]), with bits back on the component: push pops it
+    given the value (from the Laplace densities), pushes the value given it, then pushes
+    it; so a value costs -log2 of its mixture probability, give or take the posterior's
+    slack. Where the message is short the component is the likelier one (affordable)."""
+    rows = np.arange(len(weight))
+
+    def posterior(values):
+        log_density = -np.abs(values[:, None] - mean) / scale - np.log(scale)
+        odds = np.log(weight) - np.log1p(-weight) + log_density[:, 0] - log_density[:, 1]
+        second = 1 / (1 + np.exp(np.clip(odds, -30, 30)))
+        return affordable(bernoulli(second), (second > 0.5).astype(np.int32), len(values) + 64)
+
+    def likelihood(component):
+        return quantized_laplace(mean[rows, component], scale[rows, component], 1, 255)
+
+    return bits_back(bernoulli(1 - weight), likelihood, posterior)
+
+
 def laplace_ar(model, features):
     """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
-    nonzero ones from a discretized Laplace on 1..255, each given z's features and the
-    pixels of its causal context (the model's offsets, on earlier anti-diagonals)."""
+    nonzero ones from a discretized Laplace on 1..255 (or a mixture of two), each given
+    z's features and the pixels of its causal context (the model's offsets, on earlier
+    anti-diagonals)."""
     n = len(features)
     context = context_index(model.context)
 
     def params(idx, padded):
-        logit, mean, log_scale = model.pixel_params(features[:, idx], padded[:, context[idx]] / 256.0)
-        return SIGMOID(logit), np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale)
+        logit, mean, log_scale, mix = model.pixel_params(features[:, idx], padded[:, context[idx]] / 256.0)
+        return SIGMOID(logit), np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale), \
+            None if mix is None else SIGMOID(mix)
 
-    def pixel_codec(p_nonzero, mean, scale):
+    def pixel_codec(p_nonzero, mean, scale, weight):
         def nonzero_values(nonzero):
             nonzero = nonzero.astype(bool)
-            return quantized_laplace(mean[nonzero], scale[nonzero], 1, 255)
+            if weight is None:
+                return quantized_laplace(mean[nonzero][:, 0], scale[nonzero][:, 0], 1, 255)
+            if not nonzero.any():
+                return point(np.zeros(0, np.int32))
+            return laplace_mixture(weight[nonzero], mean[nonzero], scale[nonzero])
 
         return chain(bernoulli(p_nonzero), nonzero_values)
 

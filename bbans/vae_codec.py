@@ -19,7 +19,7 @@ coded as eight binary decisions (codecs.StdBuckets), and a Bernoulli model per p
 """
 import numpy as np
 
-from bbans.codecs import LatentGrid, StdBuckets, bernoulli, bits_back, check_used_up, new_message, point
+from bbans.codecs import Codec, LatentGrid, StdBuckets, affordable, bernoulli, bits_back, chain, check_used_up, new_message, point
 from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
 
 
@@ -36,6 +36,12 @@ def batch_schedule(n: int, largest: int, fraction: float = 0.25):
     return batches
 
 
+def on_grids(mean, log_sigma):
+    """A Gaussian's parameters as the coder gets them: the mean on a grid, the standard
+    deviation from a table."""
+    return np.rint(mean / PARAM_GRID**2) * PARAM_GRID**2, EXP(log_sigma)
+
+
 class VAECodec:
     def __init__(self, model, largest_batch: int = 1000, legacy: bool = False):
         self.model = model
@@ -43,15 +49,11 @@ class VAECodec:
         self.buckets = StdBuckets(8) if legacy else LatentGrid()
         self.largest_batch = largest_batch
 
-    def posterior_params(self, x):
-        mean, log_sigma = self.model.posterior(x)
-        return np.rint(mean / PARAM_GRID**2) * PARAM_GRID**2, EXP(log_sigma)
-
     def posterior(self, x):
-        return self.buckets.posterior(*self.posterior_params(x))
+        return self.buckets.gaussian(*on_grids(*self.model.posterior(x)))
 
     def mode(self, x):
-        return point(self.buckets.bucket_of(self.posterior_params(x)[0]))
+        return point(self.buckets.bucket_of(on_grids(*self.model.posterior(x))[0]))
 
     def likelihood(self, buckets):
         out = self.model.decode(self.buckets.centres[buckets])
@@ -79,3 +81,54 @@ class VAECodec:
             images[start:start + size] = self.image_codec(size, start > 0).pop(message)
         check_used_up(message)
         return images
+
+
+class BitSwapCodec(VAECodec):
+    """A VAE with latent layers z_1..z_L (models.hvae: binary pixels, Markov inference
+    `inference(i, layer i)` and generative `generative(i, z_i+1)`, layer 0 being x).
+
+    Bit-Swap (Kingma, Abbeel, Ho 2019) is bits-back whose prior is itself bits-back:
+    pop z_1 ~ q(z_1|x), push x ~ p(x|z_1), then code z_1 the same way one layer up, and
+    at the top push z_L ~ N(0, 1). Each pop needs only the bits that the layers below
+    have just pushed. With `bit_swap=False` it is plain BB-ANS over the joint latent
+    (z_1..z_L): every pop comes first. Either way a pop takes the posterior's mode
+    instead where the message holds too few bits for it (codecs.affordable), as for the
+    first images of a stream, which then pay for those layers with nothing back."""
+
+    MARGIN = 64  # bits left on the stack beyond a pop's expected cost
+
+    def __init__(self, model, largest_batch: int = 1000, bit_swap: bool = True):
+        super().__init__(model, largest_batch)
+        self.bit_swap = bit_swap
+
+    def up(self, i: int):
+        """Layer i's values -> the codec of z_i+1's grid cells."""
+        def codec(below):
+            values = below if i == 0 else self.buckets.centres[below]
+            mean, std = on_grids(*self.model.inference(i, values))
+            return affordable(self.buckets.gaussian(mean, std), self.buckets.bucket_of(mean),
+                              self.buckets.entropy_bits(std) + self.MARGIN)
+
+        return codec
+
+    def down(self, i: int):
+        """z_i+1's grid cells -> the codec of layer i."""
+        def codec(z):
+            out = self.model.generative(i, self.buckets.centres[z])
+            return binary(out) if i == 0 else self.buckets.gaussian(*on_grids(*out))
+
+        return codec
+
+    def image_codec(self, n, bits_back_from_stack=True):
+        layers = range(len(self.model.latents))
+        top = self.buckets.prior((n, self.model.latents[-1]))
+        if self.bit_swap:
+            codec = top
+            for i in reversed(layers):
+                codec = bits_back(codec, self.down(i), self.up(i))
+            return codec
+        # Plain: the latent is the tuple (z_1, ..., z_L); the prior pops it top-down.
+        downward = chain(top, *(self.down(i) for i in reversed(layers[1:])))
+        prior = Codec(lambda message, zs: downward.push(message, zs[::-1]), lambda message: downward.pop(message)[::-1])
+        return bits_back(prior, lambda zs: self.down(0)(zs[0]),
+                         lambda x: chain(self.up(0)(x), *(self.up(i) for i in layers[1:])))

@@ -3,8 +3,9 @@ import json
 
 import torch
 
-from bbans import api, chunks, container
+from bbans import api, bench, chunks, container
 from bbans.bench import mnist_test, npy_bytes
+from bbans.vae_codec import BitSwapCodec
 from bbans.vq_codec import VQCodec
 from models.zoo import WEIGHTS, ZOO, figures, kind, load, weights_path
 
@@ -18,9 +19,12 @@ LABELS = {
     "test_factorized_model_bits_per_dim": "model cost with the factorized prior",
     "test_uniform_model_bits_per_dim": "model cost with a uniform prior",
     "test_bbans_bits_per_dim": "bbans, every byte of the file ({test_compressed_bytes} bytes)",
+    "test_first_image_bitswap_bits_per_dim": "the first test image alone, coded with Bit-Swap (the message)",
+    "test_first_image_plain_bits_per_dim": "the first test image alone, coded with plain BB-ANS (the message)",
     "test_bbans_factorized_bits_per_dim": "bbans with the factorized prior",
     "test_bbans_uniform_bits_per_dim": "bbans with a uniform prior",
 }
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 CURVE_LABELS = {"test_neg_elbo_bits_per_dim": "-ELBO", "test_bits_per_dim": "model cost"}
 
 
@@ -33,9 +37,19 @@ def other_priors(name: str, pixels, blob: bytes) -> dict:
                                                       / pixels.size, 5) for prior in ("factorized", "uniform")}
 
 
+def first_image(name: str, pixels) -> dict:
+    """A hierarchical model's cost of the first image alone, coded with Bit-Swap and with
+    plain BB-ANS: the start-up cost that Bit-Swap keeps from growing with depth."""
+    model, _ = load(name)
+    return {f"test_first_image_{way}_bits_per_dim": round(32 * len(BitSwapCodec(model, bit_swap=b).encode(pixels[:1]))
+                                                          / pixels[:1].size, 3)
+            for way, b in (("bitswap", True), ("plain", False))}
+
+
 def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     recipe = ZOO[name]
-    variant = "mnist-binarized" if recipe["binarized"] else "mnist"
+    variant = "mnist-binarized" if recipe["binarized"] else recipe["data"]
+    title = TITLES[recipe["data"]]
     images = mnist_test(variant, 10000)
     pixels = images.reshape(len(images), -1)
     saved = torch.load(weights_path(name), weights_only=True)
@@ -45,24 +59,46 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     card = dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
         parameters=sum(v.numel() for v in saved["state_dict"].values()),
-        data=f"MNIST training set (60,000 images{', dynamically binarized' if recipe['binarized'] else ''})",
-        test_data=f"MNIST test set, 10,000 images{' binarized with RandomState(0)' if recipe['binarized'] else ''}",
+        data=f"{title} training set (60,000 images{', dynamically binarized' if recipe['binarized'] else ''})",
+        test_data=f"{title} test set, 10,000 images{' binarized with RandomState(0)' if recipe['binarized'] else ''}",
         recipe={k: recipe[k] for k in ("epochs", "batch", "lr", "warmup", "seed") if k in recipe},
         training_minutes=history[-1]["minutes"], epochs=len(history),
         **{f"test_{k}": round(v, 5) for k, v in fig.items() if k.endswith("bits_per_dim")},
         **{k: fig[k] for k in ("nll_samples", "nll_images") if k in fig},
         test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"],
         **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
+        **(first_image(name, pixels) if kind(name) == "hvae" else {}),
         curve=history)
-    (WEIGHTS / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    (WEIGHTS.parent / f"{name}.md").write_text(markdown(card))
+    save(card)
+    return measure_speed(name)
+
+
+def measure_speed(name: str) -> dict:
+    """Times the model's codec on the card's test set (as `bbans bench` does: one core,
+    the fastest of its runs each way, in a fresh process) and writes the figures into
+    its card, which it returns (without the curve)."""
+    card = json.loads((WEIGHTS / f"{name}.json").read_text())
+    variant = "mnist-binarized" if ZOO[name]["binarized"] else ZOO[name]["data"]
+    images = mnist_test(variant, 10000)
+    blob, report, _ = bench.in_fresh_process(bench.compress_measured, npy_bytes(images), name, bench.REPEAT)
+    _, back, _ = bench.in_fresh_process(bench.decompress_measured, blob, bench.REPEAT)
+    card.update(compress_images_per_s=round(len(images) / report["seconds"]),
+                decompress_images_per_s=round(len(images) / back["seconds"]))
+    save(card)
     return {k: v for k, v in card.items() if k != "curve"}
+
+
+def save(card: dict):
+    (WEIGHTS / f"{card['name']}.json").write_text(json.dumps(card, indent=1) + "\n")
+    (WEIGHTS.parent / f"{card['name']}.md").write_text(markdown(card))
 
 
 def markdown(c: dict) -> str:
     metric = next(k for k in c["curve"][0] if k in CURVE_LABELS)
     curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h[metric]} |" for h in c["curve"]
                       if h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
+    speed = (f"{c['compress_images_per_s']:,} images/s to compress, {c['decompress_images_per_s']:,} to decompress "
+             "(`python -m models.card speed NAME` re-measures it)") if "compress_images_per_s" in c else "not measured"
     rows = "\n".join(f"| {label.format(**c)} | {c[key]} |" for key, label in LABELS.items() if key in c)
     return f"""# {c['name']}
 
@@ -73,6 +109,7 @@ def markdown(c: dict) -> str:
 - Training time: {c['training_minutes']} minutes for {c['epochs']} epochs on this project's 2-core CPU
   (one torch thread, sharing the machine with other work). Reproduce: `bbans train {c['name']}`.
 - Test data: {c['test_data']}.
+- Speed on one core: {speed}.
 
 | figure (bits/dim, test set) | value |
 | --- | --- |
@@ -84,3 +121,11 @@ Training curve ({CURVE_LABELS[metric]} on the first 2,000 test images):
 | --- | --- | --- |
 {curve}
 """
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] != ["speed"]:
+        sys.exit("usage: python -m models.card speed NAME...")
+    for name in sys.argv[2:]:
+        print(json.dumps(measure_speed(name)), flush=True)

@@ -3,7 +3,7 @@
 Two pixel likelihoods:
 - "bernoulli": binarized images, one logit per pixel.
 - "laplace_ar": 8-bit images. Each pixel is zero with probability sigmoid(-logit), else a
-  discretized Laplace on 1..255. The logit, mean and scale come from a small head shared
+  discretized Laplace on 1..255 (or a mixture of two, with `components=2`). The logit, mean and scale come from a small head shared
   by all pixels, fed with per-pixel features decoded from z and the already known
   neighbours (by default left, up and up-left; any offsets on earlier anti-diagonals).
   Pixels on one anti-diagonal do not depend on each other, so decoding takes 55 steps,
@@ -50,8 +50,12 @@ def neighbours(x: torch.Tensor, context) -> torch.Tensor:
 
 
 def pixel_params(out: torch.Tensor):
-    """Head output (..., 3) -> nonzero logit, Laplace mean (pixels), Laplace log-scale."""
-    return out[..., 0], 256.0 * out[..., 1], out[..., 2].clamp(*LOG_SCALE_RANGE)
+    """Head output (..., 3) or, for a mixture of two Laplaces, (..., 6) -> the nonzero
+    logit, the Laplace means (pixels) and log-scales, each (..., K), and the logit of
+    the first component's weight (None for one component)."""
+    if out.shape[-1] == 3:
+        return out[..., 0], 256.0 * out[..., 1:2], out[..., 2:3].clamp(*LOG_SCALE_RANGE), None
+    return out[..., 0], 256.0 * out[..., 2:4], out[..., 4:6].clamp(*LOG_SCALE_RANGE), out[..., 1]
 
 
 def log1mexp(d):
@@ -76,26 +80,31 @@ def head_log_likelihood(head: nn.Module, context, x, feats):
     return laplace_ar_log_prob(x.reshape(len(x), PIXELS), *pixel_params(out)).sum(-1)
 
 
-def laplace_ar_log_prob(x, logit, mean, log_scale):
-    """log p(x) per pixel for the zero / discretized-Laplace-on-1..255 likelihood.
+def laplace_ar_log_prob(x, logit, mean, log_scale, mix=None):
+    """log p(x) per pixel for the zero / discretized-Laplace-on-1..255 likelihood, the
+    Laplace a mixture of two where `mix` is given.
 
     As in constriction's QuantizedLaplace(1, 255), the bins 1 and 255 take the Laplace's
     tails below 1.5 and above 254.5."""
-    xf = x.to(mean.dtype)
-    lo = torch.where(x <= 1, -1e6, xf - 0.5)
-    hi = torch.where(x >= 255, 1e6, xf + 0.5)
-    nonzero = F.logsigmoid(logit) + log_laplace_mass(lo, hi, mean, log_scale.exp())
-    return torch.where(x > 0, nonzero, F.logsigmoid(-logit))
+    xf = x.to(mean.dtype).unsqueeze(-1)
+    lo = torch.where(xf <= 1, -1e6, xf - 0.5)
+    hi = torch.where(xf >= 255, 1e6, xf + 0.5)
+    values = log_laplace_mass(lo, hi, mean, log_scale.exp())
+    if mix is None:
+        values = values[..., 0]
+    else:
+        values = torch.logsumexp(values + torch.stack([F.logsigmoid(mix), F.logsigmoid(-mix)], -1), -1)
+    return torch.where(x > 0, F.logsigmoid(logit) + values, F.logsigmoid(-logit))
 
 
 class VAE(nn.Module):
     def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32,
-                 context=LEFT_UP, layers=2):
+                 context=LEFT_UP, layers=2, components=1):
         super().__init__()
         assert all(di + dj < 0 for di, dj in context), "context must lie on earlier anti-diagonals"
         self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
                            features=features, head_hidden=head_hidden, context=[list(c) for c in context],
-                           layers=layers)
+                           layers=layers, components=components)
         self.context = tuple(tuple(c) for c in context)
         self.likelihood = likelihood
         self.latent = latent
@@ -103,7 +112,7 @@ class VAE(nn.Module):
         self.encoder = mlp([PIXELS] + [hidden] * layers + [2 * latent])
         self.decoder = mlp([latent] + [hidden] * layers + [PIXELS * self.features])
         if likelihood == "laplace_ar":
-            self.head = mlp([self.features + len(context), head_hidden, head_hidden, 3])
+            self.head = mlp([self.features + len(context), head_hidden, head_hidden, 3 * components])
 
     def encoder_input(self, x):
         x = x.reshape(x.shape[0], PIXELS).to(torch.get_default_dtype())
@@ -205,8 +214,14 @@ def matmul_layer(w, b, fan_in=None):
     """A linear layer (out, in). Bounding the fan-in (of the whole layer, when this is one
     tap of a convolution) keeps every sum exact."""
     assert (fan_in or w.shape[1]) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
-    wt = w.T.contiguous()
-    return lambda h: torch.addmm(b, h, wt)
+    wt, bias = w.T.contiguous().numpy(), b.numpy()
+
+    def apply(h):
+        out = h.numpy() @ wt  # numpy's BLAS does these narrow products some 1.5x faster than torch.addmm
+        out += bias
+        return torch.from_numpy(out)
+
+    return apply
 
 
 def transposed_layer(w, b, stride: int, padding: int):
@@ -232,10 +247,10 @@ def transposed_layer(w, b, stride: int, padding: int):
 @torch.no_grad()
 def exact_pixel_params(head: ExactNet, feats: np.ndarray, nbrs: np.ndarray):
     """The laplace_ar head on features (..., F) and context values / 256 (..., C) ->
-    nonzero logit, Laplace mean, Laplace log-scale."""
+    pixel_params as numpy."""
     inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
-    out = head(inp.reshape(-1, inp.shape[-1])).reshape(*inp.shape[:-1], 3)
-    return tuple(t.numpy() for t in pixel_params(out))
+    out = head(inp.reshape(-1, inp.shape[-1]))
+    return tuple(None if t is None else t.numpy().reshape(*inp.shape[:-1], *t.shape[1:]) for t in pixel_params(out))
 
 
 class ExactVAE:

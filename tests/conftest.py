@@ -25,15 +25,15 @@ def data():
 WIDE_CONTEXT = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 1), (1, -2))
 
 
-@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context"])
+@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context", "laplace_ar mixture"])
 def tiny_model(request):
     """An untrained small VAE of each likelihood, as the codecs see it."""
     torch.manual_seed(1)
-    likelihood, *wide = request.param.split(" ", 1)
-    extra = dict(context=WIDE_CONTEXT) if wide else {}
+    likelihood, _, variant = request.param.partition(" ")
+    extra = {"": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2)}[variant]
     vae = VAE(likelihood, hidden=32, latent=4, features=2, head_hidden=8, **extra).eval()
-    if likelihood == "laplace_ar":  # wide Laplaces near mid-grey, so no pixel is nearly impossible
-        vae.head[-1].bias.data = torch.tensor([0.0, 0.5, 4.0])
+    if likelihood == "laplace_ar":  # wide Laplaces, so no pixel is nearly impossible
+        vae.head[-1].bias.data = torch.tensor([0.0, 0.0, 0.3, 0.8, 4.0, 3.0] if variant == "mixture" else [0.0, 0.5, 4.0])
     return vae, ExactVAE(vae)
 
 

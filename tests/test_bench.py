@@ -35,19 +35,19 @@ def check_classical(codecs: dict, n: int):
         assert codecs[f"{name} (per image)"]["bits_per_dim"] > codecs[f"{name} (one image)"]["bits_per_dim"]
 
 
-def test_fashion_mnist_has_no_model_yet_and_gets_every_classical_codec(data):
+def test_fashion_mnist_gets_its_model_and_every_classical_codec(data):
     r = bench.run("fashion-mnist", 20)
     assert (r["images"], r["dims"]) == (20, 20 * 784)
-    assert list(r["codecs"]) == CLASSICAL_ROWS
+    assert list(r["codecs"]) == ["bbans vae-fashion"] + CLASSICAL_ROWS
     check_classical(r["codecs"], 20)
     # 8-bit clothes cost far more than binarized digits
     assert min(c["bits_per_dim"] for c in r["codecs"].values()) > 2
 
 
 def test_models_fit_by_data_set_and_binarization():
-    assert bench.fitting_models("mnist-binarized") == ["vae-binary-fast", "vae-binary"]  # the default first
-    assert bench.fitting_models("mnist") == ["vae-8bit", "vqvae-8bit"]
-    assert bench.fitting_models("fashion-mnist") == []
+    assert bench.fitting_models("mnist-binarized") == ["vae-binary-fast", "vae-binary", "hvae-binary"]  # default first
+    assert bench.fitting_models("mnist") == ["vae-8bit", "vae-8bit-mix", "vqvae-8bit"]
+    assert bench.fitting_models("fashion-mnist") == ["vae-fashion"]
 
 
 def test_binarized_bench_json(binarized_run):

@@ -14,17 +14,20 @@ CASES = {
     "uniform": lambda: (c.uniform(300, (4, 5)), rng.integers(0, 300, (4, 5))),
     "laplace": lambda: (c.quantized_laplace(rng.normal(100, 80, 30), rng.uniform(0.1, 50, 30), 1, 255),
                         rng.integers(1, 256, 30)),
-    "buckets": lambda: (c.StdBuckets(8).posterior(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
+    "buckets": lambda: (c.StdBuckets(8).gaussian(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
                         rng.integers(0, 256, 12)),
     "bernoulli levels": lambda: (c.BernoulliLevels(rng.uniform(0.001, 0.999, 9))(rng.integers(0, 9, (7, 30))),
                                  rng.integers(0, 2, (7, 30))),
     "latent grid prior": lambda: (c.LatentGrid().prior((6, 5)), rng.integers(0, 257, (6, 5))),
-    "latent grid posterior": lambda: (c.LatentGrid().posterior(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
+    "latent grid posterior": lambda: (c.LatentGrid().gaussian(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
                                       rng.integers(0, 257, 12)),
     "serial": lambda: (c.serial([c.uniform(5, (3,)), c.bernoulli(np.full(2, 0.3))]),
                        (rng.integers(0, 5, 3), rng.integers(0, 2, 2))),
     "chain": lambda: (c.chain(c.bernoulli(np.full(6, 0.5)), lambda a: c.uniform(3, (int(np.sum(a)),))),
                       (np.array([1, 0, 1, 1, 0, 0]), rng.integers(0, 3, 3))),
+    "chain of three": lambda: (c.chain(c.uniform(4, (2,)), lambda a: c.uniform(int(a.max()) + 2, (3,)),
+                                       lambda b: c.bernoulli(np.full(int(b.sum()) + 1, 0.2))),
+                               (np.array([3, 1]), np.array([4, 0, 2]), rng.integers(0, 2, 7))),
 }
 
 
@@ -41,11 +44,26 @@ def test_push_then_pop_restores_symbols_and_message(name):
         np.testing.assert_array_equal(message.get_compressed(), before)
 
 
+def test_affordable_pops_only_where_the_message_holds_the_bits():
+    """On an empty message it takes the mode; on a full one it pops (and costs bits back);
+    either way pushing back restores the message, the decoder told which by a flag."""
+    grid = c.LatentGrid()
+    posterior = grid.gaussian(np.zeros(16), np.ones(16))
+    mode = np.full(16, grid.limit)
+    codec = c.affordable(posterior, mode, grid.entropy_bits(np.ones(16)) + 64)
+    for message, pops in ((c.new_message(), False), (filled_message(words=64), True)):
+        before = message.get_compressed().copy()
+        z = codec.pop(message)
+        assert np.array_equal(z, mode) != pops
+        codec.push(message, z)
+        np.testing.assert_array_equal(message.get_compressed(), before)
+
+
 def test_pop_then_push_is_exact_even_on_an_empty_stack():
     for fill in (0, 1, 3):
         message = filled_message(fill) if fill else c.new_message()
         before = message.get_compressed().copy()
-        codec = c.StdBuckets(8).posterior(rng.normal(0, 1, 40), rng.uniform(0.05, 1, 40))
+        codec = c.StdBuckets(8).gaussian(rng.normal(0, 1, 40), rng.uniform(0.05, 1, 40))
         codec.push(message, codec.pop(message))
         np.testing.assert_array_equal(message.get_compressed(), before)
 
@@ -71,7 +89,7 @@ def test_latent_grid_costs_the_gaussian_mass_of_the_cell():
     k = grid.bucket_of(mean + std * rng.normal(size=5000))
     lo, hi = grid.centres[k] - grid.step / 2, grid.centres[k] + grid.step / 2
     ideal = -np.sum(np.log2(ndtr((hi - mean) / std) - ndtr((lo - mean) / std)))
-    assert abs(bits_of(lambda m: grid.posterior(mean, std).push(m, k)) - ideal) < 1e-3 * ideal + 64
+    assert abs(bits_of(lambda m: grid.gaussian(mean, std).push(m, k)) - ideal) < 1e-3 * ideal + 64
     k = grid.bucket_of(rng.normal(size=5000))
     lo, hi = grid.centres[k] - grid.step / 2, grid.centres[k] + grid.step / 2
     prior_ideal = -np.sum(np.log2(ndtr(hi) - ndtr(lo)))
@@ -84,7 +102,7 @@ def test_bucket_posterior_costs_the_gaussian_mass_of_the_bucket():
     z = buckets.bucket_of(mean + std * rng.normal(size=5000))
     mass = ndtr((buckets.edges[z + 1] - mean) / std) - ndtr((buckets.edges[z] - mean) / std)
     ideal = -np.sum(np.log2(mass))
-    assert abs(bits_of(lambda m: buckets.posterior(mean, std).push(m, z)) - ideal) < 1e-3 * ideal + 64
+    assert abs(bits_of(lambda m: buckets.gaussian(mean, std).push(m, z)) - ideal) < 1e-3 * ideal + 64
 
 
 def test_bits_back_costs_the_elbo_terms_of_the_popped_latents():
@@ -94,10 +112,10 @@ def test_bits_back_costs_the_elbo_terms_of_the_popped_latents():
     mean, std = x[:, :3] - 0.5, np.full((200, 3), 0.3)
     p_of = lambda z: np.clip(0.5 + 0.1 * buckets.centres[z].sum(-1, keepdims=True), 0.05, 0.95) * np.ones(10)
     codec = c.bits_back(buckets.prior((200, 3)), lambda z: c.bernoulli(p_of(z)),
-                        lambda x: buckets.posterior(mean, std))
+                        lambda x: buckets.gaussian(mean, std))
     message = filled_message(4000)
     before = message.num_bits()
-    z = buckets.posterior(mean, std).pop(message.clone())
+    z = buckets.gaussian(mean, std).pop(message.clone())
     codec.push(message, x)
     q = ndtr((buckets.edges[z + 1] - mean) / std) - ndtr((buckets.edges[z] - mean) / std)
     p = p_of(z)

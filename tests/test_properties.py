@@ -63,7 +63,7 @@ def test_bucket_posterior(data, precision, n):
     mean = data.draw(arrays(np.float64, n, elements=st.floats(-40, 40)))
     std = data.draw(arrays(np.float64, n, elements=st.floats(1e-6, 100)))
     x = data.draw(arrays(np.int64, n, elements=st.integers(0, 2**precision - 1)))
-    np.testing.assert_array_equal(round_trips(c.StdBuckets(precision).posterior(mean, std), x), x)
+    np.testing.assert_array_equal(round_trips(c.StdBuckets(precision).gaussian(mean, std), x), x)
 
 
 @SETTINGS

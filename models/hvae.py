@@ -1,0 +1,94 @@
+"""A VAE with a hierarchy of latent layers for binarized 28x28 images, made for Bit-Swap.
+
+Generative model, top-down: p(z_L) = N(0, I), diagonal Gaussians p(z_i | z_i+1), Bernoulli
+pixels p(x | z_1). Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
+Markov chain as well, each layer's pop and push can be interleaved (Kingma, Abbeel, Ho
+2019), so that coding starts with the bits of one layer, not of all of them.
+"""
+import math
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from models.vae import LOG_SIGMA_RANGE, PIXELS, ExactNet, mlp
+
+
+def gaussian(out: torch.Tensor):
+    """A network's output (..., 2d) -> mean and clamped log-sigma, each (..., d)."""
+    mean, log_sigma = out.chunk(2, -1)
+    return mean, log_sigma.clamp(*LOG_SIGMA_RANGE)
+
+
+def log_normal(z, mean, log_sigma):
+    return (-0.5 * ((z - mean) / log_sigma.exp())**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+class HVAE(nn.Module):
+    """up[i] maps layer i (x for i = 0, else z_i) to q(z_i+1 | .); down[i] maps z_i+1 to
+    p(layer i | z_i+1): pixel logits for i = 0, else a Gaussian. The pixel networks have
+    two hidden layers of `hidden`, the latent ones one of `latent_hidden`."""
+
+    likelihood = "bernoulli"
+
+    def __init__(self, latents=(32, 16, 8), hidden=256, latent_hidden=128):
+        super().__init__()
+        self.config = dict(latents=list(latents), hidden=hidden, latent_hidden=latent_hidden)
+        self.latents = list(latents)
+        sizes = [PIXELS] + self.latents
+        inner = [[hidden] * 2] + [[latent_hidden]] * (len(latents) - 1)
+        self.up = nn.ModuleList(mlp([a, *h, 2 * b]) for a, b, h in zip(sizes, sizes[1:], inner))
+        self.down = nn.ModuleList(mlp([b, *h, a if i == 0 else 2 * a])
+                                  for i, (a, b, h) in enumerate(zip(sizes, sizes[1:], inner)))
+
+    def elbo_terms(self, x):
+        """(log p(x|z_1), log q(z|x) - log p(z)) per image in nats, z drawn from q: the
+        second term is a one-sample estimate of the KL."""
+        v = x.reshape(len(x), PIXELS).to(torch.get_default_dtype())
+        kl, zs, below = 0, [], v
+        for net in self.up:
+            mean, log_sigma = gaussian(net(below))
+            below = mean + log_sigma.exp() * torch.randn_like(mean)
+            kl = kl + log_normal(below, mean, log_sigma)
+            zs.append(below)
+        kl = kl - log_normal(zs[-1], torch.zeros_like(zs[-1]), torch.zeros_like(zs[-1]))
+        for net, z, lower in zip(self.down[1:], zs[1:], zs):
+            kl = kl - log_normal(lower, *gaussian(net(z)))
+        rec = -F.binary_cross_entropy_with_logits(self.down[0](zs[0]), v, reduction="none").sum(-1)
+        return rec, kl
+
+    @torch.no_grad()
+    def iw_log_likelihood(self, x, samples=1000, chunk=100):
+        """Importance-weighted bound on log p(x) in nats (Burda et al. 2016)."""
+        logws = []
+        for start in range(0, samples, chunk):
+            k = min(chunk, samples - start)
+            rec, kl = self.elbo_terms(x.repeat(k, *([1] * (x.dim() - 1))))
+            logws.append((rec - kl).reshape(k, len(x)))
+        return torch.logsumexp(torch.cat(logws), 0) - math.log(samples)
+
+
+class ExactHVAE:
+    """The networks of a trained HVAE as exact numpy-in, numpy-out functions (see ExactNet)."""
+
+    likelihood = "bernoulli"
+
+    def __init__(self, net: HVAE):
+        self.latents = net.latents
+        self.up = [ExactNet(m) for m in net.up]
+        self.down = [ExactNet(m) for m in net.down]
+
+    @torch.no_grad()
+    def inference(self, i: int, below: np.ndarray):
+        """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
+        mean and log-sigma of q(z_i+1 | layer i), float64."""
+        out = self.up[i](torch.from_numpy(below.astype(np.float64)), on_grid=True)
+        return tuple(t.numpy() for t in gaussian(out))
+
+    @torch.no_grad()
+    def generative(self, i: int, z: np.ndarray):
+        """z_i+1 on the coder's grid -> pixel logits (i = 0), else mean and log-sigma of
+        p(z_i | z_i+1)."""
+        out = self.down[i](torch.from_numpy(z), on_grid=True)
+        return out.numpy() if i == 0 else tuple(t.numpy() for t in gaussian(out))
