@@ -16,6 +16,7 @@ from itertools import chain, islice
 from multiprocessing import get_context
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bbans.errors import BbansError
 
@@ -71,7 +72,8 @@ def parallel_map(fn, items, workers: int, scheduler: str | None = None):
     chunks without holding them all.
 
     Jobs run in this process when workers <= 1 (or there is one item only), else in
-    `workers` spawned processes with one torch thread each; with `scheduler`
+    `workers` spawned processes with one torch thread each; either way with one thread
+    of numpy's BLAS; with `scheduler`
     ("tcp://host:port") on that Dask cluster, whatever `workers`. A cluster's workers
     import `fn` from bbans, so they need bbans installed at the same version with the
     same weights (a file's fingerprint check guards against the rest). Dask's nanny
@@ -80,19 +82,19 @@ def parallel_map(fn, items, workers: int, scheduler: str | None = None):
     if scheduler is not None:
         yield from _on_dask(fn, items, scheduler)
         return
-    if workers <= 1:
+    if workers > 1:
+        items = iter(items)
+        head = list(islice(items, 2))
+        if len(head) > 1:  # one job alone is not worth starting processes for
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=one_thread)
+            try:
+                yield from _in_order(partial(pool.submit, fn), chain(head, items), 2 * workers)
+            finally:
+                pool.shutdown(cancel_futures=True)
+            return
+        items = head
+    with threadpool_limits(1):  # threads of numpy's BLAS only slow the coder's narrow products
         yield from map(fn, items)
-        return
-    items = iter(items)
-    head = list(islice(items, 2))
-    if len(head) <= 1:  # one job alone is not worth starting processes for
-        yield from map(fn, head)
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=one_thread)
-    try:
-        yield from _in_order(partial(pool.submit, fn), chain(head, items), 2 * workers)
-    finally:
-        pool.shutdown(cancel_futures=True)
 
 
 def _on_dask(fn, items, scheduler: str):
@@ -129,6 +131,5 @@ def _in_order(submit, items, window: int):
 def one_thread():
     """Matrix products on one thread, in torch and in numpy's BLAS (a worker per core)."""
     import torch
-    from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
     threadpool_limits(1)

@@ -12,7 +12,7 @@ from PIL import Image
 from bbans.api import METHODS
 from bbans.bench import mnist_test, npy_bytes
 from cli import main
-from models.zoo import DEFAULTS, kind
+from models.zoo import kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,8 +29,8 @@ def run_json(*args):
 
 
 @pytest.mark.parametrize("variant, model, picked", [
-    ("mnist-binarized", None, DEFAULTS["binary"][0]), ("mnist", None, "vae-8bit"), ("fashion-mnist", None, "vae-fashion"),
-    ("mnist", "vqvae-8bit", "vqvae-8bit"), ("mnist-binarized", "hvae-binary", "hvae-binary")])
+    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-mix"), ("fashion-mnist", None, "vae-fashion"),
+    ("mnist", "vqvae-8bit", "vqvae-8bit"), ("mnist-binarized", "vae-binary-fast", "vae-binary-fast")])
 def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked):
     """Each data set gets its own default model (MNIST and Fashion-MNIST are told apart
     by which codes the first images smaller), and the rate stays within 1% of the
