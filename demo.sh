@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv, then the main job: compress and restore the MNIST test set (binarized
-# and 8-bit) with the default models and the 8-bit set with the VQ-VAE, and the benchmark
+# and 8-bit) and the Fashion-MNIST test set with the default models and the 8-bit MNIST
+# set with the VQ-VAE, and the benchmark
 # against the classical codecs on all three data sets.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,8 +12,9 @@ out=$(mktemp -d)
 import numpy as np, sys
 from bbans.bench import mnist_test
 np.save(sys.argv[1] + '/binarized.npy', mnist_test('mnist-binarized', 10000))
-np.save(sys.argv[1] + '/digits.npy', mnist_test('mnist', 10000))" "$out"
-for job in "binarized" "digits" "digits --model vqvae-8bit"; do
+np.save(sys.argv[1] + '/digits.npy', mnist_test('mnist', 10000))
+np.save(sys.argv[1] + '/clothes.npy', mnist_test('fashion-mnist', 10000))" "$out"
+for job in "binarized" "digits" "clothes" "digits --model vqvae-8bit"; do
   f=${job%% *}
   options=${job#"$f"}
   cp "$out/$f.npy" "$out/$f.orig.npy"
