@@ -227,8 +227,11 @@ def test_an_interrupt_leaves_no_output(data, tmp_path):
     import time
     src = tmp_path / "d.npy"
     np.save(src, mnist_test("mnist", 10000))
+    # Started as a shell starts it, with SIGINT at its default: a child inherits an ignored
+    # SIGINT, and Python then leaves it ignored (something earlier in the run may ignore it).
     proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "compress", str(src)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)  # past start-up, inside the coding of 10,000 images
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
