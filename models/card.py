@@ -46,11 +46,16 @@ def first_image(name: str, pixels) -> dict:
             for way, b in (("bitswap", True), ("plain", False))}
 
 
+def test_images(name: str):
+    """The card's test set for model NAME: its data set's 10,000 test images, binarized where it is."""
+    recipe = ZOO[name]
+    return mnist_test("mnist-binarized" if recipe["binarized"] else recipe["data"], 10000)
+
+
 def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     recipe = ZOO[name]
-    variant = "mnist-binarized" if recipe["binarized"] else recipe["data"]
     title = TITLES[recipe["data"]]
-    images = mnist_test(variant, 10000)
+    images = test_images(name)
     pixels = images.reshape(len(images), -1)
     saved = torch.load(weights_path(name), weights_only=True)
     history = saved["history"]
@@ -78,8 +83,7 @@ def measure_speed(name: str) -> dict:
     the fastest of its runs each way, in a fresh process) and writes the figures into
     its card, which it returns (without the curve)."""
     card = json.loads((WEIGHTS / f"{name}.json").read_text())
-    variant = "mnist-binarized" if ZOO[name]["binarized"] else ZOO[name]["data"]
-    images = mnist_test(variant, 10000)
+    images = test_images(name)
     blob, report, _ = bench.in_fresh_process(bench.compress_measured, npy_bytes(images), name, bench.REPEAT)
     _, back, _ = bench.in_fresh_process(bench.decompress_measured, blob, bench.REPEAT)
     card.update(compress_images_per_s=round(len(images) / report["seconds"]),

@@ -83,7 +83,7 @@ class ExactHVAE:
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
         mean and log-sigma of q(z_i+1 | layer i), float64."""
-        out = self.up[i](torch.from_numpy(below.astype(np.float64)), on_grid=True)
+        out = self.up[i](torch.from_numpy(np.asarray(below, np.float64)), on_grid=True)
         return tuple(t.numpy() for t in gaussian(out))
 
     @torch.no_grad()
