@@ -230,5 +230,35 @@ def bench(variants, images, plot, as_json):
     click.echo(json.dumps(results) if as_json else b.table(results))
 
 
+@main.command()
+@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist", "fashion-mnist"]), multiple=True,
+              help="Data set (default: all three).")
+@click.option("--models", "names", multiple=True, metavar="NAME[,NAME...]",
+              help="Models to evaluate (default: every model of the zoo trained on the data).")
+@click.option("-n", "--images", default=10000, show_default=True, type=click.IntRange(1), help="Test images to use.")
+@click.option("--nll-samples", default=1000, show_default=True, type=click.IntRange(1),
+              help="Importance samples per image for a VAE's NLL bound.")
+@click.option("--nll-images", default=1000, show_default=True, type=click.IntRange(1),
+              help="Evenly spaced images a VAE's NLL bound is computed on.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampling (posterior samples, dequantization, "
+                                                           "trace probes): the same seed gives the same figures.")
+@click.option("--classical/--no-classical", default=True, show_default=True,
+              help="Also code the pixels with gzip, bz2, xz, zstd, PNG, WebP and JPEG-XL.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the figures as a bar chart, one panel per data set, to this PNG file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(variants, names, images, nll_samples, nll_images, seed, classical, plot, as_json):
+    """Every model's figures on the test set side by side, in bits/dim: NLL (exact for
+    flows, importance-weighted bound for VAEs), -ELBO, what bbans codes with it, and the
+    classical codecs on the same pixels."""
+    from models import evaluate as e
+    todo = e.plan(variants or ("mnist-binarized", "mnist", "fashion-mnist"),
+                  [n for arg in names for n in arg.split(",") if n])
+    results = {v: e.run(v, todo[v], images, nll_samples, nll_images, seed, classical) for v in todo}
+    if plot:
+        write_atomic(plot, e.plot(results))
+    click.echo(json.dumps(results) if as_json else e.table(results))
+
+
 if __name__ == "__main__":
     main()

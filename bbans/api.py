@@ -238,7 +238,7 @@ def _check_model(box: Container):
     # whatever the pixels (a PNG is written from the layout's own fields).
     if box.layout != "png" and not formats.header_fits(box.layout, box.meta, pixels):
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
-    if box.model in ZOO and METHODS[kind(box.model)] != box.method:
+    if box.model in ZOO and METHODS.get(kind(box.model)) != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
     _, weights_hash = load(box.model)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:

@@ -7,7 +7,7 @@ from bbans import api, bench, chunks, container
 from bbans.bench import mnist_test, npy_bytes
 from bbans.vae_codec import BitSwapCodec
 from bbans.vq_codec import VQCodec
-from models.zoo import WEIGHTS, ZOO, figures, kind, load, weights_path
+from models.zoo import WEIGHTS, ZOO, figures, is_codec, kind, load, weights_path
 
 LABELS = {
     "test_neg_elbo_bits_per_dim": "-ELBO (one posterior sample per image)",
@@ -23,9 +23,15 @@ LABELS = {
     "test_first_image_plain_bits_per_dim": "the first test image alone, coded with plain BB-ANS (the message)",
     "test_bbans_factorized_bits_per_dim": "bbans with the factorized prior",
     "test_bbans_uniform_bits_per_dim": "bbans with a uniform prior",
+    "test_nll_trace_std_error_bits_per_dim": "standard error of the NLL from the Hutchinson trace probes",
 }
+FLOW_NLL = ("NLL, the uniform-dequantization bound E_u[-log2 p((x + u) / 256)] / D + 8 with every Jacobian "
+            "(logit pre-processing included), one draw of u per image")
+FLOW_NOTES = {"solver": "Solver of the test NLL", "evaluations_per_image": "Function evaluations per test image "
+              "(both continuous flows)", "trace": "Trace of the test NLL"}
 TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 CURVE_LABELS = {"test_neg_elbo_bits_per_dim": "-ELBO", "test_bits_per_dim": "model cost"}
+CURVE_NOTES = {"ffjord": ", solved with the training solver: dopri5, rtol = atol = 1e-3"}
 
 
 def other_priors(name: str, pixels, blob: bytes) -> dict:
@@ -59,23 +65,25 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
     pixels = images.reshape(len(images), -1)
     saved = torch.load(weights_path(name), weights_only=True)
     history = saved["history"]
-    blob, report = api.compress(npy_bytes(images), model=name)
+    codec = is_codec(name)
+    blob, report = api.compress(npy_bytes(images), model=name) if codec else (None, None)
     fig = figures(name, pixels, nll_samples=nll_samples, nll_images=nll_images)
     card = dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
         parameters=sum(v.numel() for v in saved["state_dict"].values()),
         data=f"{title} training set (60,000 images{', dynamically binarized' if recipe['binarized'] else ''})",
         test_data=f"{title} test set, 10,000 images{' binarized with RandomState(0)' if recipe['binarized'] else ''}",
-        recipe={k: recipe[k] for k in ("epochs", "batch", "lr", "warmup", "seed") if k in recipe},
-        training_minutes=history[-1]["minutes"], epochs=len(history),
+        recipe={k: recipe[k] for k in ("epochs", "stop_epoch", "batch", "lr", "warmup", "clip", "seed") if k in recipe},
+        training_minutes=history[-1]["minutes"], epochs=history[-1]["epoch"],
         **{f"test_{k}": round(v, 5) for k, v in fig.items() if k.endswith("bits_per_dim")},
-        **{k: fig[k] for k in ("nll_samples", "nll_images") if k in fig},
-        test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"],
+        **{k: fig[k] for k in ("nll_samples", "nll_images", *FLOW_NOTES) if k in fig},
+        **(dict(test_bbans_bits_per_dim=round(report["bits_per_dim"], 5),
+                test_compressed_bytes=report["compressed_bytes"]) if codec else {}),
         **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
         **(first_image(name, pixels) if kind(name) == "hvae" else {}),
         curve=history)
     save(card)
-    return measure_speed(name)
+    return measure_speed(name) if codec else {k: v for k, v in card.items() if k != "curve"}
 
 
 def measure_speed(name: str) -> dict:
@@ -99,29 +107,35 @@ def save(card: dict):
 
 def markdown(c: dict) -> str:
     metric = next(k for k in c["curve"][0] if k in CURVE_LABELS)
+    flow = not is_codec(c["name"])
+    label = "NLL" if flow else CURVE_LABELS[metric]
     curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h[metric]} |" for h in c["curve"]
-                      if h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
+                      if flow or h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
     speed = (f"{c['compress_images_per_s']:,} images/s to compress, {c['decompress_images_per_s']:,} to decompress "
              "(`python -m models.card speed NAME` re-measures it)") if "compress_images_per_s" in c else "not measured"
-    rows = "\n".join(f"| {label.format(**c)} | {c[key]} |" for key, label in LABELS.items() if key in c)
+    labels = dict(LABELS, test_nll_bits_per_dim=FLOW_NLL) if flow else LABELS
+    rows = "\n".join(f"| {text.format(**c)} | {c[key]} |" for key, text in labels.items() if key in c)
+    notes = "".join(f"- {text}: {json.dumps(c[key])}.\n" for key, text in FLOW_NOTES.items() if key in c)
     return f"""# {c['name']}
 
 {c['summary']}.
 
-- Architecture: `{json.dumps(c['architecture'])}`, {c['parameters']:,} parameters (stored as float16).
+- Architecture: `{json.dumps(c['architecture'])}`, {c['parameters']:,} parameters (stored as \
+{'float32' if flow else 'float16'}).
 - Training data: {c['data']}; recipe `{json.dumps(c['recipe'])}`.
 - Training time: {c['training_minutes']} minutes for {c['epochs']} epochs on this project's 2-core CPU
   (one torch thread, sharing the machine with other work). Reproduce: `bbans train {c['name']}`.
 - Test data: {c['test_data']}.
-- Speed on one core: {speed}.
-
+- {'A flow has no codec: `bbans evaluate` shows its figures beside the codecs.' if flow else
+   f'Speed on one core: {speed}.'}
+{notes}
 | figure (bits/dim, test set) | value |
 | --- | --- |
 {rows}
 
-Training curve ({CURVE_LABELS[metric]} on the first 2,000 test images):
+Training curve ({label} on the first 2,000 test images{CURVE_NOTES.get(kind(c['name']), '')}):
 
-| epoch | minutes | {CURVE_LABELS[metric]} bits/dim |
+| epoch | minutes | {label} bits/dim |
 | --- | --- | --- |
 {curve}
 """

@@ -9,15 +9,16 @@ import numpy as np
 import torch
 
 from bbans.data import load_images
-from models.zoo import ARCHS, ZOO, weights_path
+from models.zoo import ARCHS, EXACT, ZOO, kind, weights_path
 
 EVAL_IMAGES = 2000
 
 
-def save(vae, history, path):
+def save(vae, history, path, half=True):
+    """Weights, config and training history; codecs' weights in float16, flows' in float32."""
     tmp = path.with_suffix(".tmp")
     torch.save({"config": vae.config,
-                "state_dict": {k: v.half() for k, v in vae.state_dict().items()},
+                "state_dict": {k: v.half() if half else v for k, v in vae.state_dict().items()},
                 "history": history}, tmp)
     os.replace(tmp, path)
 
@@ -55,29 +56,44 @@ def train(name, epochs=None, threads=1, log=print, out=None):
     rng = np.random.RandomState(recipe["seed"])
     train_set = load_images(recipe["data"], "train")
     test = load_images(recipe["data"], "test")[:EVAL_IMAGES]
-    vae = ARCHS[recipe.get("kind", "vae")](**recipe["arch"])
+    vae = ARCHS[kind(name)](**recipe["arch"])
     opt = torch.optim.Adam(vae.parameters(), lr=recipe["lr"])
-    steps = epochs * (len(train_set) // recipe["batch"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=steps, pct_start=0.02)
+    per_epoch = len(train_set) // recipe["batch"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=epochs * per_epoch, pct_start=0.02)
     path = out or weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    half = kind(name) in EXACT
     history, start = [], time.time()
+
+    def checkpoint(step):
+        vae.eval()
+        metric, value = test_metric(vae, test, recipe["binarized"])
+        vae.train()
+        epoch = step // per_epoch if step % per_epoch == 0 else round(step / per_epoch, 3)
+        history.append({"epoch": epoch, "minutes": round((time.time() - start) / 60, 2), metric: round(value, 5)})
+        log(json.dumps(history[-1]))
+        save(vae, history, path, half)
+
+    # stop_epoch: where a run was cut short of its schedule (the learning rate follows `epochs`)
+    stop, step = round(recipe.get("stop_epoch", epochs) * per_epoch), 0
     for epoch in range(epochs):
         order = rng.permutation(len(train_set))
         vae.train()
-        for i in range(len(train_set) // recipe["batch"]):
+        for i in range(per_epoch):
             idx = order[i * recipe["batch"]:(i + 1) * recipe["batch"]]
             x = batch_images(train_set[idx], recipe["binarized"], rng)
             loss = batch_loss(vae, x, epoch, recipe)
             opt.zero_grad()
             loss.backward()
+            if "clip" in recipe:
+                torch.nn.utils.clip_grad_norm_(vae.parameters(), recipe["clip"])
             opt.step()
             sched.step()
-        vae.eval()
-        metric, value = test_metric(vae, test, recipe["binarized"])
-        history.append({"epoch": epoch + 1, "minutes": round((time.time() - start) / 60, 2), metric: round(value, 5)})
-        log(json.dumps(history[-1]))
-        save(vae, history, path)
+            step += 1
+            if step == stop or (i + 1) % recipe.get("curve_every", per_epoch) == 0 or i + 1 == per_epoch:
+                checkpoint(step)
+            if step == stop:
+                return vae, history
     return vae, history
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bbans.errors import BbansError
+from models.flows import FFJORD, RealNVP, bits_per_dim, dequantize
 from models.hvae import HVAE, ExactHVAE
 from models.vae import PIXELS, VAE, ExactVAE
 from models.vqvae import POSITIONS, VQVAE, ExactVQVAE
@@ -19,7 +20,7 @@ WEIGHTS = ROOT / "weights"
 CONTEXT_9 = [[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1, -2], [-2, -1]]
 LAPLACE_VAE = dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32, context=CONTEXT_9)
 RECIPE_8BIT = dict(binarized=False, batch=128, lr=1e-3, warmup=5, seed=0)
-ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE}
+ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "realnvp": RealNVP, "ffjord": FFJORD}
 EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE}
 ZOO = {
     "vae-binary": dict(
@@ -54,6 +55,17 @@ ZOO = {
         data="mnist", binarized=False, epochs=25, batch=128, lr=1e-3, seed=0,
         summary="VQ-VAE, 7x7 grid of 16 codes with an autoregressive prior, zero / discretized Laplace pixels "
                 "with a 9-pixel causal context; 8-bit MNIST"),
+    "realnvp": dict(
+        kind="realnvp", arch=dict(scales=2, hidden=[16, 32, 64], blocks=1, alpha=0.05),
+        data="mnist", binarized=False, epochs=12, batch=64, lr=1e-3, seed=0, clip=100.0, curve_every=300,
+        summary="Multi-scale RealNVP, two scales of affine couplings (checkerboard, then channel-wise after a "
+                "squeeze), ActNorm, logit pre-processing; 8-bit MNIST, uniform dequantization"),
+    "ffjord": dict(
+        kind="ffjord", arch=dict(hidden=32, layers=3, alpha=0.05, regularization=0.01),
+        data="mnist", binarized=False, epochs=2, stop_epoch=1.427, batch=64, lr=2e-3, seed=0, clip=100.0,
+        curve_every=100,
+        summary="Multi-scale FFJORD, two continuous flows (4x14x14 and 8x7x7) with free-form convolutional "
+                "dynamics, Hutchinson trace and the adjoint method in training; 8-bit MNIST, uniform dequantization"),
 }
 # The defaults code smallest among the models that keep 2,000 images/s on this CPU; of
 # several, compress takes the one that codes the first images smallest (one per data set).
@@ -74,8 +86,12 @@ def card(name: str) -> dict:
 
 
 def kind(name: str) -> str:
-    """"vae", "vqvae" or "hvae"."""
+    """"vae", "vqvae", "hvae" (codecs), "realnvp" or "ffjord" (flows)."""
     return ZOO[name].get("kind", "vae")
+
+
+def is_codec(name: str) -> bool:
+    return kind(name) in EXACT
 
 
 @functools.cache
@@ -102,17 +118,20 @@ def weights_hash(vae: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500) -> dict:
+def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500, seed=0) -> dict:
     """The model's figures in bits/dim on uint8 images (N, 784): for a VAE, its -ELBO (one
     posterior sample per image, every image) and importance-weighted NLL bound
-    (nll_samples per image, on nll_images evenly spaced images, or all), seeded, so
-    repeatable; for a VQ-VAE, its cost -log2 p(z) - log2 p(x|z_q) and the parts of it.
-    The images go to torch a batch at a time (they may be a memory map of a large file)."""
+    (nll_samples per image, on nll_images evenly spaced images, or all); for a VQ-VAE,
+    its cost -log2 p(z) - log2 p(x|z_q) and the parts of it; for a flow, its NLL
+    (flow_figures). Seeded, so repeatable. The images go to torch a batch at a time (they
+    may be a memory map of a large file)."""
     dims = pixels.size
     if kind(name) == "vqvae":
         return vq_figures(load_network(name), tensors(pixels, batch), dims)
+    if not is_codec(name):
+        return flow_figures(load_network(name), pixels, seed)
     vae = load_network(name)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, tensors(pixels, batch)))
     out = dict(neg_elbo_bits_per_dim=neg_elbo / (dims * math.log(2)))
     if nll_samples:
@@ -121,6 +140,36 @@ def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500) -> d
         nll = -sum(float(vae.iw_log_likelihood(xb, nll_samples, chunk=max(1, 20000 // len(xb))).sum())
                    for xb in tensors(sub, batch))
         out.update(nll_bits_per_dim=nll / (sub.size * math.log(2)), nll_samples=nll_samples, nll_images=n)
+    return out
+
+
+@torch.no_grad()
+def flow_figures(flow, pixels, seed: int = 0, batch: int = 200, check: int = 100) -> dict:
+    """A flow's NLL in bits/dim: the uniform-dequantization bound E_u[-log2 p(x + u)] / D,
+    one draw of u per image (seeded). FFJORD solves with its adaptive test solver and a
+    Hutchinson trace (one Rademacher probe per image, seeded); its figures add the solver,
+    the function evaluations per image (both CNFs; the images of a batch share the
+    solver's steps, so this is per batch, averaged over batches) and the
+    standard error of the NLL that the probes cause, from a second probe (and the same u)
+    on the first `check` images."""
+    torch.manual_seed(seed)
+    noise = torch.Generator().manual_seed(seed)
+    ffjord = isinstance(flow, FFJORD)
+    if ffjord:
+        flow.solver, flow.adjoint = FFJORD.TEST_SOLVER, False
+        for block in flow.blocks:
+            block.dynamics.evaluations = 0
+    per_image = torch.cat([bits_per_dim(flow(dequantize(xb[:, None], noise)), xb[0].numel())
+                           for xb in tensors(pixels, batch)])
+    out = dict(nll_bits_per_dim=float(per_image.mean()), nll_bound="uniform dequantization, one draw per image")
+    if ffjord:
+        batches = -(-len(pixels) // batch)
+        out.update(solver=dict(FFJORD.TEST_SOLVER), evaluations_per_image=round(flow.evaluations() / batches, 1),
+                   trace="Hutchinson, one Rademacher probe per image")
+        first = next(tensors(pixels[:min(check, batch)], batch))  # their u is the first batch's
+        again = bits_per_dim(flow(dequantize(first[:, None], torch.Generator().manual_seed(seed))), 784)
+        variance = float(((again - per_image[:len(again)]) ** 2).mean() / 2)
+        out["nll_trace_std_error_bits_per_dim"] = (variance / len(pixels)) ** 0.5
     return out
 
 
@@ -140,5 +189,7 @@ def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
 @functools.cache
 def load(name: str):
     """(the model's exact form for the codecs, weights hash) of the trained model NAME."""
+    if not is_codec(name):
+        raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")
     net = load_network(name)
     return EXACT[kind(name)](net), weights_hash(net)
