@@ -189,7 +189,7 @@ def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
 @functools.cache
 def load(name: str):
     """(the model's exact form for the codecs, weights hash) of the trained model NAME."""
+    net = load_network(name)  # an unknown name fails here
     if not is_codec(name):
         raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")
-    net = load_network(name)
     return EXACT[kind(name)](net), weights_hash(net)
