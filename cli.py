@@ -206,10 +206,8 @@ def train(name, epochs, threads, nll_samples, nll_images):
     """Train model NAME from its recipe and write its weights and model card."""
     from models.card import write_card
     from models.train import train as run
-    from models.zoo import ZOO
-    if name not in ZOO:
-        fail(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
-    run(name, epochs=epochs, threads=threads, log=click.echo)
+    from models.zoo import known
+    run(known(name), epochs=epochs, threads=threads, log=click.echo)
     click.echo(json.dumps(write_card(name, nll_samples=nll_samples, nll_images=nll_images)))
 
 

@@ -47,13 +47,11 @@ def pick_model(binary: bool, name=None, sample=None) -> str:
     """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or of
     the default models for such images (one per data set) the one that codes `sample`,
     the first images, smallest."""
-    from models.zoo import DEFAULTS, ZOO
+    from models.zoo import DEFAULTS, ZOO, known
     if name is None:
         defaults = DEFAULTS["binary" if binary else "8bit"]
         return min(defaults, key=lambda d: len(_encode(d, sample))) if len(defaults) > 1 else defaults[0]
-    if name not in ZOO:
-        raise BbansError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
-    if ZOO[name]["binarized"] and not binary:
+    if ZOO[known(name)]["binarized"] and not binary:
         raise BbansError(f"model {name} codes binary images, and this input has values above 1")
     return name
 

@@ -119,10 +119,10 @@ def decompress_measured(blob: bytes, repeat: int):
 
 def fitting_models(variant: str):
     """The zoo's codecs for this data (its data set, binarized or not), the default first."""
-    from models.zoo import DEFAULTS, ZOO, is_codec
+    from models.zoo import DEFAULTS, ZOO, is_codec, trained_on
     data, binarized = VARIANTS[variant]
     default = next(d for d in DEFAULTS["binary" if binarized else "8bit"] if ZOO[d]["data"] == data)
-    fits = [name for name, r in ZOO.items() if (r["data"], r["binarized"]) == (data, binarized) and is_codec(name)]
+    fits = [name for name in trained_on(data, binarized) if is_codec(name)]
     return sorted(fits, key=lambda name: name != default)
 
 

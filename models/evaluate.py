@@ -4,7 +4,7 @@ import io
 
 from bbans import api, bench
 from bbans.errors import BbansError
-from models.zoo import ZOO, figures, is_codec, kind
+from models.zoo import figures, is_codec, kind, known, trained_on
 
 # per row: (report key, column title); a VQ-VAE's exact model cost goes in the bound's column
 COLUMNS = (("nll_bits_per_dim", "NLL"), ("bound_bits_per_dim", "-ELBO"), ("coded_bits_per_dim", "coded"))
@@ -13,17 +13,14 @@ EXTRAS = ("nll_samples", "nll_images", "nll_bound", "solver", "evaluations_per_i
 
 
 def fitting(variant: str) -> list:
-    """The zoo's models trained on this data set (binarized or not)."""
-    data, binarized = bench.VARIANTS[variant]
-    return [name for name, r in ZOO.items() if (r["data"], r["binarized"]) == (data, binarized)]
+    return trained_on(*bench.VARIANTS[variant])
 
 
 def plan(variants, names=()) -> dict:
     """{data set: the models to evaluate on it}: every model that fits, or of `names`
     those that fit; a data set none of them fits is left out."""
     for name in names:
-        if name not in ZOO:
-            raise BbansError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
+        known(name)
     todo = {v: [n for n in names if n in fitting(v)] if names else fitting(v) for v in variants}
     missing = set(names).difference(*todo.values())
     if missing:

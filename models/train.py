@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from bbans.data import load_images
-from models.zoo import ARCHS, EXACT, ZOO, kind, weights_path
+from models.zoo import ARCHS, ZOO, is_codec, kind, weights_path
 
 EVAL_IMAGES = 2000
 
@@ -62,7 +62,7 @@ def train(name, epochs=None, threads=1, log=print, out=None):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=epochs * per_epoch, pct_start=0.02)
     path = out or weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    half = kind(name) in EXACT
+    half = is_codec(name)
     history, start = [], time.time()
 
     def checkpoint(step):

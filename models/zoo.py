@@ -94,12 +94,22 @@ def is_codec(name: str) -> bool:
     return kind(name) in EXACT
 
 
+def known(name: str) -> str:
+    """NAME, if the zoo has it."""
+    if name not in ZOO:
+        raise UnknownModel(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
+    return name
+
+
+def trained_on(data: str, binarized: bool) -> list:
+    """The zoo's models trained on this data set, binarized or not."""
+    return [name for name, r in ZOO.items() if (r["data"], r["binarized"]) == (data, binarized)]
+
+
 @functools.cache
 def load_network(name: str):
     """The trained torch model NAME, loaded once per process."""
-    if name not in ZOO:
-        raise UnknownModel(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
-    path = weights_path(name)
+    path = weights_path(known(name))
     if not path.exists():
         raise UnknownModel(f"model {name!r} has no weights at {path}; run `bbans train {name}`")
     saved = torch.load(path, weights_only=True)
@@ -167,7 +177,7 @@ def flow_figures(flow, pixels, seed: int = 0, batch: int = 200, check: int = 100
         out.update(solver=dict(FFJORD.TEST_SOLVER), evaluations_per_image=round(flow.evaluations() / batches, 1),
                    trace="Hutchinson, one Rademacher probe per image")
         first = next(tensors(pixels[:min(check, batch)], batch))  # their u is the first batch's
-        again = bits_per_dim(flow(dequantize(first[:, None], torch.Generator().manual_seed(seed))), 784)
+        again = bits_per_dim(flow(dequantize(first[:, None], torch.Generator().manual_seed(seed))), first[0].numel())
         variance = float(((again - per_image[:len(again)]) ** 2).mean() / 2)
         out["nll_trace_std_error_bits_per_dim"] = (variance / len(pixels)) ** 0.5
     return out
