@@ -78,14 +78,18 @@ def laplace_ar(model, features):
     """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
     nonzero ones from a discretized Laplace on 1..255 (or a mixture of two), each given
     z's features and the pixels of its causal context (the model's offsets, on earlier
-    anti-diagonals)."""
+    anti-diagonals). The head sees pixel-major arrays (a pixel's values for all images
+    in one row, where a diagonal's context is a gather of whole rows); the coder gets
+    each diagonal image by image."""
     n = len(features)
-    context = context_index(model.context)
+    context = context_index(model.context).T
+    columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, 784, n)
 
-    def params(idx, padded):
-        logit, mean, log_scale, mix = model.pixel_params(features[:, idx], padded[:, context[idx]] / 256.0)
-        return SIGMOID(logit), np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale), \
-            None if mix is None else SIGMOID(mix)
+    def params(idx, known):
+        """known: (785, n) pixel values / 256 so far, the last row the zero pad."""
+        logit, mean, log_scale, mix = model.pixel_params(columns[:, idx], known[context[:, idx]])
+        return SIGMOID(logit).T, (np.rint(mean / PARAM_GRID) * PARAM_GRID).transpose(1, 0, 2), \
+            EXP(log_scale).transpose(1, 0, 2), None if mix is None else SIGMOID(mix).T
 
     def pixel_codec(p_nonzero, mean, scale, weight):
         def nonzero_values(nonzero):
@@ -99,18 +103,19 @@ def laplace_ar(model, features):
         return chain(bernoulli(p_nonzero), nonzero_values)
 
     def push(message, x):
-        padded = np.concatenate([x, np.zeros((n, 1), x.dtype)], 1).astype(np.float64)
+        known = np.concatenate([x.T / 256.0, np.zeros((1, n))])
         for idx in reversed(DIAGONALS):
             xd = x[:, idx]
-            pixel_codec(*params(idx, padded)).push(message, (xd > 0, xd[xd > 0]))
+            pixel_codec(*params(idx, known)).push(message, (xd > 0, xd[xd > 0]))
 
     def pop(message):
-        padded = np.zeros((n, PIXELS + 1))
+        known, images = np.zeros((PIXELS + 1, n)), np.zeros((n, PIXELS), np.uint8)
         for idx in DIAGONALS:
-            nonzero, values = pixel_codec(*params(idx, padded)).pop(message)
-            xd = np.zeros(nonzero.shape)
+            nonzero, values = pixel_codec(*params(idx, known)).pop(message)
+            xd = np.zeros(nonzero.shape, np.uint8)
             xd[nonzero.astype(bool)] = values
-            padded[:, idx] = xd
-        return padded[:, :PIXELS].astype(np.uint8)
+            images[:, idx] = xd
+            known[idx] = xd.T / 256.0
+        return images
 
     return Codec(push, pop)

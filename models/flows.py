@@ -8,7 +8,6 @@ import math
 
 import torch
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
 
 LEVELS = 256
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -241,6 +240,8 @@ class CNF(nn.Module):
 
     def forward(self, z, solver: dict, adjoint: bool, exact: bool):
         """(z at t=1, log-density change, kinetic energy, Jacobian norm) per sample."""
+        from torchdiffeq import odeint, odeint_adjoint  # here, not at the top: it loads scipy.integrate (0.8 s)
+
         z, log_det = self.norm(z)
         self.dynamics.probe = None if exact else torch.randint(0, 2, z.shape).to(z) * 2 - 1
         zero = torch.zeros(len(z)).to(z)

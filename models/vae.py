@@ -49,13 +49,13 @@ def neighbours(x: torch.Tensor, context) -> torch.Tensor:
     return torch.stack(taps, -1).reshape(x.shape[0], PIXELS, len(context))
 
 
-def pixel_params(out: torch.Tensor):
-    """Head output (..., 3) or, for a mixture of two Laplaces, (..., 6) -> the nonzero
-    logit, the Laplace means (pixels) and log-scales, each (..., K), and the logit of
-    the first component's weight (None for one component)."""
+def pixel_params(out):
+    """Head output (..., 3) or, for a mixture of two Laplaces, (..., 6), a tensor or a
+    numpy array -> the nonzero logit, the Laplace means (pixels) and log-scales, each
+    (..., K), and the logit of the first component's weight (None for one component)."""
     if out.shape[-1] == 3:
-        return out[..., 0], 256.0 * out[..., 1:2], out[..., 2:3].clamp(*LOG_SCALE_RANGE), None
-    return out[..., 0], 256.0 * out[..., 2:4], out[..., 4:6].clamp(*LOG_SCALE_RANGE), out[..., 1]
+        return out[..., 0], 256.0 * out[..., 1:2], out[..., 2:3].clip(*LOG_SCALE_RANGE), None
+    return out[..., 0], 256.0 * out[..., 2:4], out[..., 4:6].clip(*LOG_SCALE_RANGE), out[..., 1]
 
 
 def log1mexp(d):
@@ -196,7 +196,9 @@ class ExactNet:
 
     @staticmethod
     def input_grid(h: torch.Tensor) -> torch.Tensor:
-        return h.double().clamp(-ACT_LIMIT, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
+        h = h.detach().double().clone()
+        onto_grid(h.numpy(), -ACT_LIMIT)
+        return h
 
     def __call__(self, h: torch.Tensor, on_grid: bool = False) -> torch.Tensor:
         """The outputs for input h; `on_grid` says h is float64 on the activation grid
@@ -206,8 +208,48 @@ class ExactNet:
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
-                h.clamp_(0, ACT_LIMIT).add_(ROUNDER).sub_(ROUNDER)
+                onto_grid(h.numpy())
         return h
+
+
+def onto_grid(a: np.ndarray, low: float = 0.0):
+    """Clamps a (in place) to [low, ACT_LIMIT] and rounds it to the activation grid: low
+    = 0 is the ReLU between layers, low = -ACT_LIMIT an input's rounding."""
+    np.clip(a, low, ACT_LIMIT, out=a)
+    a += ROUNDER
+    a -= ROUNDER
+
+
+class ExactColumns:
+    """An MLP (Linear layers, ReLUs between) evaluated as ExactNet does, on inputs given
+    as columns, one column per pixel: (in + 1, m) on the activation grid, the last row
+    all ones. Each layer is then one product (out + 1, in + 1) @ (in + 1, m), its bias in
+    the last column and a last row that carries the ones on; the columns go through in
+    blocks small enough that every layer's output stays in cache."""
+
+    BLOCK = 1024
+
+    def __init__(self, seq: nn.Sequential):
+        linears = [m for m in seq if isinstance(m, nn.Linear)]
+        self.matrices = []
+        for i, m in enumerate(linears):
+            assert (m.in_features + 1) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
+            w = grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+            b = grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+            a = np.concatenate([w.numpy(), b.numpy()[:, None]], 1)
+            if i < len(linears) - 1:
+                a = np.concatenate([a, np.eye(1, a.shape[1], a.shape[1] - 1)])
+            self.matrices.append(a)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(self.matrices[-1]), x.shape[1]))
+        for start in range(0, x.shape[1], self.BLOCK):
+            h = x[:, start:start + self.BLOCK]
+            for m in self.matrices[:-1]:
+                h = m @ h
+                onto_grid(h)
+            np.matmul(self.matrices[-1], h, out=out[:, start:start + self.BLOCK])
+        return out
 
 
 def matmul_layer(w, b, fan_in=None):
@@ -244,13 +286,15 @@ def transposed_layer(w, b, stride: int, padding: int):
     return apply
 
 
-@torch.no_grad()
-def exact_pixel_params(head: ExactNet, feats: np.ndarray, nbrs: np.ndarray):
-    """The laplace_ar head on features (..., F) and context values / 256 (..., C) ->
-    pixel_params as numpy."""
-    inp = torch.from_numpy(np.concatenate([feats, nbrs], -1))
-    out = head(inp.reshape(-1, inp.shape[-1]))
-    return tuple(None if t is None else t.numpy().reshape(*inp.shape[:-1], *t.shape[1:]) for t in pixel_params(out))
+def exact_pixel_params(head: ExactColumns, feats: np.ndarray, nbrs: np.ndarray):
+    """The laplace_ar head on the features (F, k, n) and context values / 256 (C, k, n)
+    of k pixels in n images -> pixel_params as numpy, each (k, n) or (k, n, K)."""
+    x = np.empty((len(feats) + len(nbrs) + 1, feats[0].size))
+    x[:len(feats)] = feats.reshape(len(feats), -1)
+    onto_grid(x[:len(feats)], -ACT_LIMIT)
+    x[len(feats):-1] = nbrs.reshape(len(nbrs), -1)
+    x[-1] = 1
+    return pixel_params(np.moveaxis(head(x).reshape(-1, *feats.shape[1:]), 0, -1))
 
 
 class ExactVAE:
@@ -263,7 +307,7 @@ class ExactVAE:
         self.features = vae.features
         self.encoder = ExactNet(vae.encoder)
         self.decoder = ExactNet(vae.decoder)
-        self.head = ExactNet(vae.head) if vae.likelihood == "laplace_ar" else None
+        self.head = ExactColumns(vae.head) if vae.likelihood == "laplace_ar" else None
 
     @torch.no_grad()
     def posterior(self, x: np.ndarray):

@@ -24,7 +24,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from bbans.pixels import context_index
-from models.vae import PIXELS, SIDE, ExactNet, exact_pixel_params, head_log_likelihood, mlp
+from models.vae import PIXELS, SIDE, ExactColumns, ExactNet, exact_pixel_params, head_log_likelihood, mlp
 
 GRID = 7
 POSITIONS = GRID * GRID
@@ -162,7 +162,7 @@ class ExactVQVAE:
         self.window = context_index(vq.window, GRID)
         self.codebook = ExactNet.input_grid(vq.codebook.double())
         self.decoder = ExactNet(vq.decoder)
-        self.head = ExactNet(vq.head)
+        self.head = ExactColumns(vq.head)
         self.embedding = ExactNet.input_grid(vq.prior_embedding.weight.detach().double())
         self.embedding = torch.cat([self.embedding, torch.zeros(1, self.embedding.shape[1], dtype=torch.float64)])
         self.prior = ExactNet(vq.prior)

@@ -4,6 +4,7 @@ import torch
 
 from bbans.codecs import CorruptData
 from bbans.vae_codec import VAECodec, batch_schedule
+from models.vae import ExactColumns, ExactNet, pixel_params
 from conftest import bits_of, images_for
 
 
@@ -59,3 +60,20 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
     with torch.no_grad():
         ideal = -vae.log_likelihood(torch.from_numpy(x.reshape(-1, 28, 28)).float(), z).sum().item() / np.log(2)
     assert abs(bits - ideal) < 2e-3 * ideal + 64
+
+
+def test_pixel_head_on_columns_is_the_exact_network_whatever_the_blocks(tiny_model, monkeypatch):
+    """The coder's pixel head (models.vae.ExactColumns, pixels as columns, in blocks)
+    gives bit for bit what ExactNet gives on the same pixels as rows."""
+    vae, model = tiny_model
+    if model.head is None:
+        pytest.skip("a Bernoulli VAE has no pixel head")
+    rng = np.random.default_rng(3)
+    feats = rng.normal(0, 3, (model.features, 40, 9))
+    nbrs = rng.integers(0, 256, (len(model.context), 40, 9)) / 256
+    rows = np.concatenate([feats, nbrs]).reshape(len(feats) + len(nbrs), -1).T
+    reference = pixel_params(ExactNet(vae.head)(torch.from_numpy(rows)).numpy().reshape(40, 9, -1))
+    for block in (7, 1024):
+        monkeypatch.setattr(ExactColumns, "BLOCK", block)
+        for got, want in zip(model.pixel_params(feats, nbrs), reference):
+            assert (got is None and want is None) or got.tobytes() == want.tobytes()
