@@ -102,7 +102,7 @@ def _encode_job(job) -> bytes:
     return _encode(*job)
 
 
-def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: int, scheduler,
+def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: chunks.Workers,
            progress):
     from models.zoo import kind, load
     _, weights_hash = load(name)
@@ -117,7 +117,7 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
             yield name, pixels
 
     parts, done, bits = [], 0, 0
-    for message in chunks.parallel_map(_encode_job, jobs(), workers, scheduler):
+    for message in workers.map(_encode_job, jobs()):
         count, pixel_sha = sent[len(parts)]
         parts.append(chunks.Chunk(count, message, pixel_sha))
         done, bits = done + count, bits + 8 * len(message)
@@ -148,9 +148,10 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        binary, sha = _scan(data, images)
-        name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES]))
-        candidates.append(_model(data, images, sha, name, chunk_images, workers, scheduler, progress))
+        with chunks.Workers(workers, scheduler, len(chunks.bounds(len(images.pixels), chunk_images))) as pool:
+            binary, sha = _scan(data, images)
+            name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES]))
+            candidates.append(_model(data, images, sha, name, chunk_images, pool, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
@@ -179,31 +180,38 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=_
     by `workers` processes, or on the Dask `scheduler`; after each one `progress(images
     done, images, payload bits so far)` is called."""
     box = container.read(blob)
-    if box.model:
-        _check_model(box)
-    start = time.perf_counter()
     if not box.model:
+        start = time.perf_counter()
         data = _unxz(box)
         sha = hashlib.sha256(data).digest()
         out.write(data)
     else:  # the checksum is of the header bytes and the pixels, as compress took it
-        hashed = hashlib.sha256(box.meta)
-        decoded = _decoded_chunks(box, workers, scheduler, progress)
-        if box.layout == "png":
-            pixels = np.concatenate(list(decoded))
-            hashed.update(pixels)
-            out.write(formats.restore("png", box.meta, pixels))
-        else:
-            out.write(box.meta)
-            for pixels in decoded:
-                hashed.update(pixels)
-                out.write(pixels)
-        sha = hashed.digest()
+        parts = _chunks(box)
+        with chunks.Workers(workers, scheduler, len(parts)) as pool:
+            _check_model(box)
+            start = time.perf_counter()
+            sha = _write_images(box, _decoded_chunks(box, parts, pool, progress), out)
     seconds = time.perf_counter() - start
     if sha != box.sha256:
         raise BbansError("checksum mismatch: the file is corrupt; nothing written")
     return dict(method=box.method, model=box.model or None, layout=box.layout, n_images=box.images,
                 original_bytes=box.size, seconds=seconds)
+
+
+def _write_images(box: Container, decoded, out) -> bytes:
+    """Writes the file of the decoded chunks' pixels; the SHA-256 of the header bytes and
+    the pixels, as compress took it."""
+    hashed = hashlib.sha256(box.meta)
+    if box.layout == "png":
+        pixels = np.concatenate(list(decoded))
+        hashed.update(pixels)
+        out.write(formats.restore("png", box.meta, pixels))
+    else:
+        out.write(box.meta)
+        for pixels in decoded:
+            hashed.update(pixels)
+            out.write(pixels)
+    return hashed.digest()
 
 
 def _unxz(box: Container) -> bytes:
@@ -254,12 +262,11 @@ def _chunks(box: Container):
     return chunks.unpack(box.payload, box.images) if box.version > 1 else [chunks.Chunk(box.images, box.payload, b"")]
 
 
-def _decoded_chunks(box: Container, workers: int, scheduler, progress):
+def _decoded_chunks(box: Container, parts, workers: chunks.Workers, progress):
     """The pixels of each chunk in order, checked against the chunk's checksum."""
-    parts = _chunks(box)
     jobs = ((box.method, box.model, c.payload, c.images, box.version) for c in parts)
     done, bits = 0, 0
-    for i, (part, pixels) in enumerate(zip(parts, chunks.parallel_map(_decode_job, jobs, workers, scheduler))):
+    for i, (part, pixels) in enumerate(zip(parts, workers.map(_decode_job, jobs))):
         if part.sha256 and chunks.pixel_sha(pixels) != part.sha256:
             raise BbansError(f"checksum mismatch in chunk {i + 1} of {len(parts)}: the file is corrupt; nothing written")
         done, bits = done + part.images, bits + 8 * len(part.payload)

@@ -12,7 +12,6 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from itertools import chain, islice
 from multiprocessing import get_context
 
 import numpy as np
@@ -66,35 +65,55 @@ def unpack(payload: bytes, images: int):
     return chunks
 
 
-def parallel_map(fn, items, workers: int, scheduler: str | None = None):
-    """An iterator of fn(item) for each of `items`, in order. The items are taken as the
-    results are wanted, with about two jobs per worker in flight, so a caller can stream
-    chunks without holding them all.
+class Workers:
+    """Where chunks are coded: in this process, in `n` spawned processes with one torch
+    thread each (for n > 1 and more than one job: one job alone is not worth starting
+    processes for), or on the Dask cluster at `scheduler` ("tcp://host:port") whatever
+    `n`; everywhere with one thread of numpy's BLAS. The processes start at once and
+    import torch while the caller reads its input and loads its model, which hides most
+    of their start-up; `close()` (or leaving a `with` block) stops them.
 
-    Jobs run in this process when workers <= 1 (or there is one item only), else in
-    `workers` spawned processes with one torch thread each; either way with one thread
-    of numpy's BLAS; with `scheduler`
-    ("tcp://host:port") on that Dask cluster, whatever `workers`. A cluster's workers
-    import `fn` from bbans, so they need bbans installed at the same version with the
-    same weights (a file's fingerprint check guards against the rest). Dask's nanny
-    starts them with OMP_NUM_THREADS=1, which torch follows. A job's BbansError reaches
-    the caller as itself."""
-    if scheduler is not None:
-        yield from _on_dask(fn, items, scheduler)
-        return
-    if workers > 1:
-        items = iter(items)
-        head = list(islice(items, 2))
-        if len(head) > 1:  # one job alone is not worth starting processes for
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=one_thread)
-            try:
-                yield from _in_order(partial(pool.submit, fn), chain(head, items), 2 * workers)
-            finally:
-                pool.shutdown(cancel_futures=True)
-            return
-        items = head
+    A cluster's workers import the job function from bbans, so they need bbans installed
+    at the same version with the same weights (a file's fingerprint check guards against
+    the rest). Dask's nanny starts them with OMP_NUM_THREADS=1, which torch follows. A
+    job's BbansError reaches the caller as itself."""
+
+    def __init__(self, n: int = 1, scheduler: str | None = None, jobs: int = 2):
+        self.n, self.scheduler, self.pool = n, scheduler, None
+        if scheduler is None and n > 1 and jobs > 1:
+            self.pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_start_worker)
+            for _ in range(n):
+                self.pool.submit(int)  # each submit to a busy pool spawns a process
+
+    def map(self, fn, items):
+        """An iterator of fn(item) for each of `items`, in order. The items are taken as
+        the results are wanted, with about two jobs per worker in flight, so a caller can
+        stream chunks without holding them all."""
+        if self.scheduler is not None:
+            return _on_dask(fn, items, self.scheduler)
+        if self.pool is not None:
+            return _in_order(partial(self.pool.submit, fn), items, 2 * self.n)
+        return _here(fn, items)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _here(fn, items):
     with threadpool_limits(1):  # threads of numpy's BLAS only slow the coder's narrow products
         yield from map(fn, items)
+
+
+def _start_worker():
+    one_thread()
+    import models.zoo  # noqa: F401  torch and the networks, before the first job asks
 
 
 def _on_dask(fn, items, scheduler: str):

@@ -1,6 +1,7 @@
 """Peak memory of `bbans compress` and `bbans decompress` on a large file.
 
     BBANS_DATA=../shared/data python -m benchmarks.memory [--images 1000000] [--data mnist-binarized]
+        [--workers 1] [--model NAME]
 
 Writes an .npy of that many MNIST test images (the test set repeated) to a temporary
 folder, compresses it, restores it, checks the round trip byte for byte, and prints
@@ -53,13 +54,15 @@ def main():
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--data", default="mnist-binarized", choices=["mnist-binarized", "mnist"])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--model", help="a model of the zoo (default: the one compress picks)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "images.npy"
         write_npy(src, args.data, args.images)
         packed, restored = Path(tmp) / "images.npy.bbans", Path(tmp) / "restored.npy"
         common = ["--workers", str(args.workers), "--json"]
-        comp = peak_run("compress", str(src), "-o", str(packed), "--nll-samples", "0", *common)
+        model = ["--model", args.model] if args.model else []
+        comp = peak_run("compress", str(src), "-o", str(packed), "--nll-samples", "0", *model, *common)
         decomp = peak_run("decompress", str(packed), "-o", str(restored), *common)
         assert filecmp.cmp(src, restored, shallow=False), "round trip failed"
         result = dict(images=args.images, data=args.data, workers=args.workers, input_mb=round(src.stat().st_size / 2**20, 1),

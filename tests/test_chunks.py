@@ -33,10 +33,10 @@ def test_chunks_decode_in_any_order(data, monkeypatch):
     original = npy_bytes(mnist_test("mnist-binarized", 13))
     blob, _ = api.compress(original, model="vae-binary", chunk_images=4)
 
-    def backwards(fn, items, workers, scheduler=None):
+    def backwards(workers, fn, items):
         return iter([fn(item) for item in list(items)[::-1]][::-1])
 
-    monkeypatch.setattr(chunks, "parallel_map", backwards)
+    monkeypatch.setattr(chunks.Workers, "map", backwards)
     assert api.decompress(blob)[0] == original
 
 
@@ -59,7 +59,7 @@ def test_tables_that_do_not_add_up_are_refused():
             chunks.unpack(payload, images)
 
 
-def test_parallel_map_takes_items_as_needed_and_keeps_their_order():
+def test_workers_take_items_as_needed_and_keep_their_order():
     pulled = []
 
     def items():
@@ -67,9 +67,14 @@ def test_parallel_map_takes_items_as_needed_and_keeps_their_order():
             pulled.append(i)
             yield i
 
-    here = chunks.parallel_map(str, items(), 1)
+    here = chunks.Workers(1).map(str, items())
     assert next(here) == "0" and pulled == [0]
     pulled.clear()
-    two = chunks.parallel_map(str, items(), 2)
-    assert next(two) == "0" and len(pulled) == 4  # two jobs per worker in flight
-    assert list(two) == [str(i) for i in range(1, 100)]
+    with chunks.Workers(2, jobs=100) as workers:
+        two = workers.map(str, items())
+        assert next(two) == "0" and len(pulled) == 4  # two jobs per worker in flight
+        assert list(two) == [str(i) for i in range(1, 100)]
+
+
+def test_processes_start_only_for_more_than_one_job():
+    assert chunks.Workers(2, jobs=1).pool is None and chunks.Workers(1, jobs=5).pool is None

@@ -26,7 +26,7 @@ def bbans(*args):
 
 def test_results_come_in_order_and_equal_items_each_get_theirs(scheduler):
     items = [3, 1, 3, 3, 2, 1] * 5
-    assert list(chunks.parallel_map(operator.neg, items, 1, scheduler)) == [-i for i in items]
+    assert list(chunks.Workers(1, scheduler).map(operator.neg, items)) == [-i for i in items]
 
 
 @pytest.mark.parametrize("variant, model", [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit")])
