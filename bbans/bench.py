@@ -213,14 +213,11 @@ def plot(results: dict) -> bytes:
     compress speed and a hollow one at its decompress speed, joined, at its bits/dim; a
     codec has the same colour in every panel."""
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     palette = colormaps["tab20"].colors[::2] + colormaps["tab20"].colors[1::2]  # the strong colours first
     names = dict.fromkeys(name for r in results.values() for name in r["codecs"])
     colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
-    fig = Figure(figsize=(7 * len(results), 6), layout="constrained")
-    FigureCanvasAgg(fig)
-    for ax, (variant, r) in zip(fig.subplots(1, len(results), squeeze=False)[0], results.items()):
+    fig, axes = panels(len(results), 6)
+    for ax, (variant, r) in zip(axes, results.items()):
         for name, c in r["codecs"].items():
             color = colors[name]
             speeds = [c["compress_images_per_s"], c["decompress_images_per_s"]]
@@ -232,6 +229,19 @@ def plot(results: dict) -> bytes:
         ax.set(xscale="log", xlabel="images/s (filled: compress, hollow: decompress)", ylabel="bits/dim",
                title=f"{variant}: {r['images']} test images")
         ax.grid(True, which="both", alpha=0.3)
+    return png(fig)
+
+
+def panels(count: int, height: float):
+    """A matplotlib figure (drawn off screen) of `count` panels side by side, and the panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7 * count, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, count, squeeze=False)[0]
+
+
+def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     return buf.getvalue()

@@ -1,7 +1,5 @@
 """`bbans evaluate`: every model of the zoo that fits a test set beside the classical
 codecs, in bits/dim: what each model says the data costs, and what coding with it costs."""
-import io
-
 from bbans import api, bench
 from bbans.errors import BbansError
 from models.zoo import figures, is_codec, kind, known, trained_on
@@ -65,12 +63,9 @@ def table(results: dict) -> str:
 
 def plot(results: dict) -> bytes:
     """PNG bar chart: per data set, each row's NLL, -ELBO and coded bits/dim side by side."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     height = max(len(r["rows"]) for r in results.values())
-    fig = Figure(figsize=(7 * len(results), 1.5 + 0.45 * height), layout="constrained")
-    FigureCanvasAgg(fig)
-    for ax, (variant, r) in zip(fig.subplots(1, len(results), squeeze=False)[0], results.items()):
+    fig, axes = bench.panels(len(results), 1.5 + 0.45 * height)
+    for ax, (variant, r) in zip(axes, results.items()):
         names = list(r["rows"])[::-1]
         for j, (key, title) in enumerate(COLUMNS):
             values = [r["rows"][name].get(key) for name in names]
@@ -80,6 +75,4 @@ def plot(results: dict) -> bytes:
         ax.set(yticks=range(len(names)), yticklabels=names, xlabel="bits/dim",
                title=f"{variant}: {r['images']} test images")
         ax.legend(loc="lower right", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return buf.getvalue()
+    return bench.png(fig)

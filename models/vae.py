@@ -180,8 +180,7 @@ class ExactNet:
     def _exact(m):
         """The layer as matrix products (float64 GEMM is fast, and exact on the grids;
         torch's float64 convolutions are slow)."""
-        w = grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
-        b = grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+        w, b = weights_on_grid(m)
         if isinstance(m, nn.Linear):
             return matmul_layer(w, b)
         square = isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups == 1 and m.dilation == (1, 1) \
@@ -196,7 +195,7 @@ class ExactNet:
 
     @staticmethod
     def input_grid(h: torch.Tensor) -> torch.Tensor:
-        h = h.detach().double().clone()
+        h = h.detach().to(torch.float64, copy=True)
         onto_grid(h.numpy(), -ACT_LIMIT)
         return h
 
@@ -210,6 +209,17 @@ class ExactNet:
             if i < len(self.layers) - 1:
                 onto_grid(h.numpy())
         return h
+
+
+def weights_on_grid(m: nn.Module):
+    """A layer's weight and bias in float64, rounded to the weight grid."""
+    return grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT), grid(m.bias.detach().double(), WEIGHT_GRID,
+                                                                               WEIGHT_LIMIT)
+
+
+def check_fan_in(fan_in: int):
+    """Sums of this many products on the grids stay exact in float64."""
+    assert fan_in * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
 
 
 def onto_grid(a: np.ndarray, low: float = 0.0):
@@ -233,9 +243,8 @@ class ExactColumns:
         linears = [m for m in seq if isinstance(m, nn.Linear)]
         self.matrices = []
         for i, m in enumerate(linears):
-            assert (m.in_features + 1) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
-            w = grid(m.weight.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
-            b = grid(m.bias.detach().double(), WEIGHT_GRID, WEIGHT_LIMIT)
+            check_fan_in(m.in_features + 1)
+            w, b = weights_on_grid(m)
             a = np.concatenate([w.numpy(), b.numpy()[:, None]], 1)
             if i < len(linears) - 1:
                 a = np.concatenate([a, np.eye(1, a.shape[1], a.shape[1] - 1)])
@@ -255,7 +264,7 @@ class ExactColumns:
 def matmul_layer(w, b, fan_in=None):
     """A linear layer (out, in). Bounding the fan-in (of the whole layer, when this is one
     tap of a convolution) keeps every sum exact."""
-    assert (fan_in or w.shape[1]) * WEIGHT_LIMIT * ACT_LIMIT < 2.0**29
+    check_fan_in(fan_in or w.shape[1])
     wt, bias = w.T.contiguous().numpy(), b.numpy()
 
     def apply(h):
