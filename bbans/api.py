@@ -68,7 +68,7 @@ def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION) -> 
     """The payload for images (N, 784) coded with model NAME of the zoo, as format
     `version` codes them (earlier ones only to check a file's fingerprint)."""
     from models.zoo import kind, load
-    model, _ = load(name)
+    model, _ = load(name, integer=version >= 4)
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
@@ -278,7 +278,7 @@ def _decode_job(job) -> np.ndarray:
     """The pixels of one chunk."""
     from models.zoo import load
     method, name, payload, n, version = job
-    model, _ = load(name)
+    model, _ = load(name, integer=version >= 4)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:

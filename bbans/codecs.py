@@ -14,6 +14,7 @@ from scipy.special import ndtr, ndtri
 from bbans.errors import BbansError
 
 _model = constriction.stream.model
+LATENT_STEP = 2.0**-4  # of the latents' grid (LatentGrid)
 
 
 class CorruptData(BbansError):
@@ -239,7 +240,7 @@ class BernoulliLevels:
 
     def __call__(self, levels: np.ndarray) -> Codec:
         shape, flat = levels.shape, levels.ravel()
-        order = np.argsort(flat, kind="stable")  # a radix sort for 8- or 16-bit levels
+        order = np.argsort(flat.astype(np.uint16), kind="stable")  # a radix sort, faster on 16 bits than on 8
         ends = np.cumsum(np.bincount(flat, minlength=len(self.models)))
         groups = [(k, ends[k - 1] if k else 0, ends[k]) for k in np.flatnonzero(np.diff(ends, prepend=0))]
 
@@ -264,7 +265,7 @@ class LatentGrid:
     N(0, 1) as one fixed table (which the coder decodes four times faster than a fixed
     Gaussian), and N(mean, std) with a model per latent (posteriors, conditional priors), all inside the coder."""
 
-    def __init__(self, step: float = 2.0**-4, limit: int = 128):
+    def __init__(self, step: float = LATENT_STEP, limit: int = 128):
         self.step, self.limit = step, limit
         self.size = 2 * limit + 1
         self.centres = step * (np.arange(self.size) - limit)

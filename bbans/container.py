@@ -2,8 +2,10 @@
 then the payload. Every integer is big-endian; no pickle, no paths.
 
     magic        5 bytes  b"BBANS"
-    version      u8       3; versions 1 (no fingerprint) and 2 are still read: they code
-                          a VAE's latents and binary pixels the legacy way (bbans.vae_codec)
+    version      u8       4; earlier versions are still read: versions 1 (no fingerprint)
+                          and 2 code a VAE's latents and binary pixels the legacy way
+                          (bbans.vae_codec), and up to 3 a VAE's networks run on float64
+                          grids, not on integers (models.intnet)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE,
                                   3 = Bit-Swap hierarchical VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-VERSION = 3
+VERSION = 4
 METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version

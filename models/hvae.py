@@ -12,13 +12,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from models.vae import LOG_SIGMA_RANGE, PIXELS, ExactNet, mlp
+from models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
 
 
-def gaussian(out: torch.Tensor):
-    """A network's output (..., 2d) -> mean and clamped log-sigma, each (..., d)."""
-    mean, log_sigma = out.chunk(2, -1)
-    return mean, log_sigma.clamp(*LOG_SIGMA_RANGE)
+def gaussian(out):
+    """A network's output (..., 2d), a tensor or a numpy array -> mean and clamped
+    log-sigma, each (..., d)."""
+    d = out.shape[-1] // 2
+    return out[..., :d], out[..., d:].clip(*LOG_SIGMA_RANGE)
 
 
 def log_normal(z, mean, log_sigma):
@@ -70,25 +71,24 @@ class HVAE(nn.Module):
 
 
 class ExactHVAE:
-    """The networks of a trained HVAE as exact numpy-in, numpy-out functions (see ExactNet)."""
+    """The networks of a trained HVAE as exact numpy-in, numpy-out functions, on integers
+    where `largest` (their calibration) is given (see models.vae.ExactVAE)."""
 
     likelihood = "bernoulli"
 
-    def __init__(self, net: HVAE):
+    def __init__(self, net: HVAE, largest=None):
         self.latents = net.latents
-        self.up = [ExactNet(m) for m in net.up]
-        self.down = [ExactNet(m) for m in net.down]
+        self.up = [exact_mlp(m, largest and largest[f"up.{i}"], PIXEL_GRIDS["bernoulli"] if i == 0 else LATENT_GRID)
+                   for i, m in enumerate(net.up)]
+        self.down = [exact_mlp(m, largest and largest[f"down.{i}"], LATENT_GRID) for i, m in enumerate(net.down)]
 
-    @torch.no_grad()
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
         mean and log-sigma of q(z_i+1 | layer i), float64."""
-        out = self.up[i](torch.from_numpy(np.asarray(below, np.float64)), on_grid=True)
-        return tuple(t.numpy() for t in gaussian(out))
+        return gaussian(self.up[i](below))
 
-    @torch.no_grad()
     def generative(self, i: int, z: np.ndarray):
         """z_i+1 on the coder's grid -> pixel logits (i = 0), else mean and log-sigma of
         p(z_i | z_i+1)."""
-        out = self.down[i](torch.from_numpy(z), on_grid=True)
-        return out.numpy() if i == 0 else tuple(t.numpy() for t in gaussian(out))
+        out = self.down[i](z)
+        return out if i == 0 else gaussian(out)

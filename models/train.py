@@ -9,18 +9,32 @@ import numpy as np
 import torch
 
 from bbans.data import load_images
-from models.zoo import ARCHS, ZOO, is_codec, kind, weights_path
+from models.intnet import calibrate
+from models.zoo import ARCHS, INTEGER, ZOO, is_codec, kind, weights_path
 
 EVAL_IMAGES = 2000
+CALIBRATION_IMAGES = 10_000
 
 
-def save(vae, history, path, half=True):
-    """Weights, config and training history; codecs' weights in float16, flows' in float32."""
+def save(vae, history, path, half=True, calibration=None):
+    """Weights, config, training history and the calibration of the integer form (for
+    the kinds that have one); codecs' weights in float16, flows' in float32."""
     tmp = path.with_suffix(".tmp")
     torch.save({"config": vae.config,
                 "state_dict": {k: v.half() if half else v for k, v in vae.state_dict().items()},
-                "history": history}, tmp)
+                "history": history, **({"calibration": calibration} if calibration else {})}, tmp)
     os.replace(tmp, path)
+
+
+def calibration(name: str, vae) -> dict:
+    """IntNet's calibration of model NAME (models.intnet.calibrate) on the first
+    CALIBRATION_IMAGES training images (binarized with seed 0 where the model's are), as
+    the coder sees its weights: rounded to float16."""
+    recipe = ZOO[name]
+    images = load_images(recipe["data"], "train")[:CALIBRATION_IMAGES]
+    net = ARCHS[kind(name)](**recipe["arch"])
+    net.load_state_dict({k: v.half().float() for k, v in vae.state_dict().items()})
+    return calibrate(net.eval(), batch_images(images, recipe["binarized"], np.random.RandomState(0)))
 
 
 def batch_images(images, binarized, rng):
@@ -72,7 +86,7 @@ def train(name, epochs=None, threads=1, log=print, out=None):
         epoch = step // per_epoch if step % per_epoch == 0 else round(step / per_epoch, 3)
         history.append({"epoch": epoch, "minutes": round((time.time() - start) / 60, 2), metric: round(value, 5)})
         log(json.dumps(history[-1]))
-        save(vae, history, path, half)
+        save(vae, history, path, half, calibration(name, vae) if kind(name) in INTEGER else None)
 
     # stop_epoch: where a run was cut short of its schedule (the learning rate follows `epochs`)
     stop, step = round(recipe.get("stop_epoch", epochs) * per_epoch), 0

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from bbans.codecs import LATENT_STEP
+from models.intnet import IntNet
+
 SIDE = 28
 PIXELS = SIDE * SIDE
 WEIGHT_GRID = 2.0**-14
@@ -29,6 +32,10 @@ WEIGHT_LIMIT = 8.0
 LOG_SCALE_RANGE = (-4.0, 6.0)
 LOG_SIGMA_RANGE = (-9.0, 2.0)
 LEFT_UP = ((0, -1), (-1, 0), (-1, -1))  # left, up, up-left
+# (step, zero point) of the networks' inputs (models.intnet.IntNet): the pixels as a
+# binary VAE takes them, 8-bit pixels / 256, and the coder's latents (codecs.LatentGrid)
+PIXEL_GRIDS = {"bernoulli": (1.0, 0), "laplace_ar": (1 / 256, 128)}
+LATENT_GRID = (LATENT_STEP, 0)
 
 
 def mlp(sizes):
@@ -307,31 +314,43 @@ def exact_pixel_params(head: ExactColumns, feats: np.ndarray, nbrs: np.ndarray):
 
 
 class ExactVAE:
-    """The networks of a trained VAE as numpy-in, numpy-out functions for the codecs."""
+    """The networks of a trained VAE as numpy-in, numpy-out functions for the codecs: the
+    encoder and decoder on integers (models.intnet) where `largest` (their calibration)
+    is given, else on ExactNet's grids; the pixel head always on the grids."""
 
-    def __init__(self, vae: VAE):
+    def __init__(self, vae: VAE, largest=None):
         self.likelihood = vae.likelihood
         self.latent = vae.latent
         self.context = vae.context
         self.features = vae.features
-        self.encoder = ExactNet(vae.encoder)
-        self.decoder = ExactNet(vae.decoder)
+        self.encoder = exact_mlp(vae.encoder, largest and largest["encoder"], PIXEL_GRIDS[vae.likelihood])
+        self.decoder = exact_mlp(vae.decoder, largest and largest["decoder"], LATENT_GRID)
         self.head = ExactColumns(vae.head) if vae.likelihood == "laplace_ar" else None
 
-    @torch.no_grad()
     def posterior(self, x: np.ndarray):
         """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent) float64."""
-        x = torch.from_numpy(x.astype(np.float64))
-        if self.likelihood != "bernoulli":
-            x /= 256.0
-        mu, log_sigma = self.encoder(x, on_grid=True).chunk(2, -1)
-        return mu.numpy(), log_sigma.clamp(*LOG_SIGMA_RANGE).numpy()
+        mu, log_sigma = np.split(self.encoder(x), 2, -1)
+        return mu, log_sigma.clip(*LOG_SIGMA_RANGE)
 
-    @torch.no_grad()
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z (B, latent) -> Bernoulli logits (B, 784) or pixel features (B, 784, F)."""
-        out = self.decoder(torch.from_numpy(z)).numpy()
+        out = self.decoder(z)
         return out if self.likelihood == "bernoulli" else out.reshape(len(z), PIXELS, self.features)
 
     def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
         return exact_pixel_params(self.head, feats, nbrs)
+
+
+def exact_mlp(seq: nn.Sequential, largest, grid):
+    """An MLP on inputs on `grid` (IntNet's) as an exact numpy function: an IntNet given
+    its calibration `largest`, else an ExactNet (the pixel grids lie on its activation
+    grid, the latents' only for the current latent codec)."""
+    if largest:
+        return IntNet(seq, largest, grid)
+    net = ExactNet(seq)
+
+    def apply(x):  # as IntNet's: values, or integers x / step
+        x = x * grid[0] if x.dtype.kind in "iu" else x
+        return net(torch.from_numpy(x), on_grid=grid != LATENT_GRID).numpy()
+
+    return apply

@@ -22,6 +22,7 @@ LAPLACE_VAE = dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, h
 RECIPE_8BIT = dict(binarized=False, batch=128, lr=1e-3, warmup=5, seed=0)
 ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "realnvp": RealNVP, "ffjord": FFJORD}
 EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE}
+INTEGER = ("vae", "hvae")  # kinds whose MLPs can run on integers
 ZOO = {
     "vae-binary": dict(
         arch=dict(likelihood="bernoulli", hidden=512, latent=40),
@@ -115,6 +116,7 @@ def load_network(name: str):
     saved = torch.load(path, weights_only=True)
     net = ARCHS[kind(name)](**saved["config"])
     net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    net.calibration = saved.get("calibration")  # for its integer form (models.intnet)
     return net.eval()
 
 
@@ -197,9 +199,13 @@ def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
 
 
 @functools.cache
-def load(name: str):
-    """(the model's exact form for the codecs, weights hash) of the trained model NAME."""
+def load(name: str, integer: bool = True):
+    """(the model's exact form for the codecs, weights hash) of the trained model NAME:
+    with `integer` its MLPs run on integers (models.intnet; from format version 4 on),
+    else on float64 grids (models.vae.ExactNet)."""
     net = load_network(name)  # an unknown name fails here
     if not is_codec(name):
         raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")
+    if kind(name) in INTEGER:
+        return EXACT[kind(name)](net, net.calibration if integer else None), weights_hash(net)
     return EXACT[kind(name)](net), weights_hash(net)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bbans.codecs import new_message, uniform
+from models.intnet import calibrate
 from models.vae import VAE, ExactVAE
 
 
@@ -25,16 +26,21 @@ def data():
 WIDE_CONTEXT = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 1), (1, -2))
 
 
-@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context", "laplace_ar mixture"])
+@pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context", "laplace_ar mixture",
+                                        "bernoulli integer", "laplace_ar integer"])
 def tiny_model(request):
-    """An untrained small VAE of each likelihood, as the codecs see it."""
+    """An untrained small VAE of each likelihood, as the codecs see it: its networks on
+    float64 grids, or on integers (calibrated on random images)."""
     torch.manual_seed(1)
     likelihood, _, variant = request.param.partition(" ")
-    extra = {"": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2)}[variant]
+    extra = {"": {}, "integer": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2)}[variant]
     vae = VAE(likelihood, hidden=32, latent=4, features=2, head_hidden=8, **extra).eval()
     if likelihood == "laplace_ar":  # wide Laplaces, so no pixel is nearly impossible
         vae.head[-1].bias.data = torch.tensor([0.0, 0.0, 0.3, 0.8, 4.0, 3.0] if variant == "mixture" else [0.0, 0.5, 4.0])
-    return vae, ExactVAE(vae)
+    if variant != "integer":
+        return vae, ExactVAE(vae)
+    images = torch.from_numpy(images_for(likelihood, 200, seed=9).reshape(-1, 28, 28)).float()
+    return vae, ExactVAE(vae, calibrate(vae, images))
 
 
 def filled_message(words=64, seed=0):

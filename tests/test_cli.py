@@ -181,7 +181,7 @@ def test_a_file_from_an_environment_with_other_model_outputs_is_refused(data, mo
         def decode(self, z):
             return model.decode(z) + 2.0**-8
 
-    monkeypatch.setattr(zoo, "load", lambda name: (Drifted(), weights_hash))
+    monkeypatch.setattr(zoo, "load", lambda name, integer=True: (Drifted(), weights_hash))
     api.fingerprint.cache_clear()
     try:
         with pytest.raises(BbansError, match="environment whose model outputs differ"):
@@ -270,11 +270,13 @@ def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
     assert sorted(tmp_path.iterdir()) == before
 
 
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("variant, model", [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit")])
+@pytest.mark.parametrize("version, variant, model", [
+    (version, *vm) for version in (1, 2, 3) for vm in (("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"))]
+    + [(3, "mnist-binarized", "hvae-binary")])
 def test_files_of_earlier_versions_still_decompress(data, version, variant, model):
-    """Versions 1 and 2 coded a VAE's latents and binary pixels the legacy way; version 1
-    also had no fingerprint and no chunk table (one message)."""
+    """Versions 1 and 2 coded a VAE's latents and binary pixels the legacy way, and up to
+    version 3 the networks ran on float64 grids, not on integers; version 1 also had no
+    fingerprint and no chunk table (one message)."""
     from bbans import api, chunks, container
     images = mnist_test(variant, 20)
     original = npy_bytes(images)
@@ -282,12 +284,13 @@ def test_files_of_earlier_versions_still_decompress(data, version, variant, mode
     message = api._encode(model, images.reshape(len(images), -1), version)
     assert message != chunks.unpack(box.payload, box.images)[0].payload
     name = box.model.encode()
-    header = container.FIXED.pack(b"BBANS", version, 1, 1, box.size, box.sha256, box.images, box.model_hash)
+    header = container.FIXED.pack(b"BBANS", version, container.METHODS.index(box.method), 1, box.size, box.sha256,
+                                  box.images, box.model_hash)
     if version == 1:
         old = header + container.LENGTHS.pack(len(name), len(box.meta)) + name + box.meta + message
     else:
         table = chunks.pack([chunks.Chunk(len(images), message, chunks.pixel_sha(images))])
-        old = header + api.fingerprint(model, 2) + container.LENGTHS.pack(len(name), len(box.meta)) + name \
+        old = header + api.fingerprint(model, version) + container.LENGTHS.pack(len(name), len(box.meta)) + name \
             + box.meta + table
     assert api.decompress(old)[0] == original
     assert api.info(old)["chunks"] == 1

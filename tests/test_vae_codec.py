@@ -54,7 +54,7 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
     vae, model = tiny_model
     codec = VAECodec(model)
     x = images_for(model.likelihood, 30)
-    buckets = np.random.default_rng(0).integers(0, codec.buckets.size, (30, model.latent))
+    buckets = codec.buckets.bucket_of(np.random.default_rng(0).normal(0, 1, (30, model.latent)))  # z ~ the prior
     bits = bits_of(lambda message: codec.likelihood(buckets).push(message, x))
     z = torch.from_numpy(codec.buckets.centres[buckets]).float()
     with torch.no_grad():

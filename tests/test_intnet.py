@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+import torch
+
+from models import intnet
+from models.intnet import IntNet, calibrate
+from models.vae import LATENT_GRID, PIXEL_GRIDS, mlp
+
+
+@pytest.fixture
+def net():
+    """An MLP whose first layer has the largest fan-in IntNet takes, with large weights."""
+    torch.manual_seed(0)
+    seq = mlp([intnet.FAN_IN_LIMIT, 64, 48, 10])
+    with torch.no_grad():
+        seq[0].weight.mul_(40)
+    return seq
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, intnet.FAN_IN_LIMIT)).astype(np.uint8)
+
+
+def float_outputs(seq, x):
+    with torch.no_grad():
+        return seq(torch.from_numpy(x).float()).double().numpy()
+
+
+def largest_inputs(seq, x):
+    """What calibrate finds for a bare MLP, from the inputs of its Linear layers."""
+    found = []
+    h = torch.from_numpy(x).float()
+    with torch.no_grad():
+        for m in seq:
+            if isinstance(m, torch.nn.Linear):
+                found.append(float(h.abs().max()))
+            h = m(h)
+    return found
+
+
+def test_int8_and_float32_products_give_the_same_outputs(net, monkeypatch):
+    """Whichever exact GEMM this machine has, the outputs are the same, bit for bit."""
+    assert intnet.int_matmul() is intnet._int_mm  # torch's int8 GEMM is exact on this CPU
+    x = images(50)
+    grid = PIXEL_GRIDS["laplace_ar"]
+    q = IntNet(net, largest_inputs(net, x / 256), grid)
+    got = {}
+    for name in ("_int_mm", "_float32_mm"):
+        monkeypatch.setattr(intnet, "int_matmul", lambda name=name: getattr(intnet, name))
+        got[name] = q(x).tobytes()
+    assert got["_int_mm"] == got["_float32_mm"]
+
+
+def test_outputs_do_not_depend_on_the_batch_split(net):
+    x = images(40, seed=1)
+    q = IntNet(net, largest_inputs(net, x / 256), PIXEL_GRIDS["laplace_ar"])
+    whole = q(x)
+    assert whole.tobytes() == np.concatenate([q(x[i:i + 7]) for i in range(0, 40, 7)]).tobytes()
+
+
+def test_pixels_given_as_integers_or_as_values_give_the_same_outputs(net):
+    x = images(20, seed=2)
+    q = IntNet(net, largest_inputs(net, x / 256), PIXEL_GRIDS["laplace_ar"])
+    assert q(x).tobytes() == q(x / 256).tobytes()
+
+
+@pytest.mark.parametrize("grid", [PIXEL_GRIDS["laplace_ar"], LATENT_GRID])
+def test_outputs_are_close_to_the_float_network(net, grid):
+    """Rounding weights to 8 bits and activations to 7 costs little: the outputs are off
+    the float network's by a few percent of their spread, on average."""
+    rng = np.random.default_rng(3)
+    if grid == LATENT_GRID:  # latents on the coder's grid
+        x = np.clip(np.rint(rng.normal(0, 2, (200, intnet.FAN_IN_LIMIT)) / grid[0]), -128, 127) * grid[0]
+    else:
+        x = images(200, seed=3) / 256
+    want = float_outputs(net, x)
+    got = IntNet(net, largest_inputs(net, x), grid)(x)
+    error = np.abs(got - want) / want.std()
+    assert error.mean() < 0.03 and error.max() < 0.1
+
+
+def test_calibrate_finds_the_largest_input_of_every_linear_layer():
+    """On a VAE: the inputs of its encoder's layers are the images and its ReLU outputs."""
+    from models.vae import VAE
+    torch.manual_seed(0)
+    vae = VAE("bernoulli", hidden=16, latent=3).eval()
+    x = torch.from_numpy((np.random.default_rng(0).random((30, 28, 28)) < 0.4).astype(np.float32))
+    found = calibrate(vae, x, batch=7)
+    assert found["encoder"] == pytest.approx(largest_inputs(vae.encoder, x.reshape(30, -1).numpy()))
+    assert set(found) == {"encoder", "decoder"} and len(found["decoder"]) == 3
