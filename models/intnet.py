@@ -75,7 +75,7 @@ class IntNet:
         """Inputs (B, in): float values on the grid, or integers x / step -> outputs
         (B, out), float64."""
         if x.dtype.kind in "iu":
-            q = (x.astype(np.int16) - self.grid[1]).astype(np.int8)
+            q = np.clip(x.astype(np.int16) - self.grid[1], -128, 127).astype(np.int8)
         else:
             t = x / self.grid[0]
             np.rint(t, out=t)
