@@ -207,5 +207,7 @@ def load(name: str, integer: bool = True):
     if not is_codec(name):
         raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")
     if kind(name) in INTEGER:
+        if integer and not net.calibration:
+            raise UnknownModel(f"model {name!r} has no calibration for its integer form; run `bbans train {name}`")
         return EXACT[kind(name)](net, net.calibration if integer else None), weights_hash(net)
     return EXACT[kind(name)](net), weights_hash(net)
