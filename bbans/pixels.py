@@ -17,7 +17,9 @@ class GridTable:
         self.values = fn(low + step * np.arange(round((high - low) / step) + 1))
 
     def index(self, x, dtype=np.intp) -> np.ndarray:
-        t = np.clip(np.asarray(x, np.float64), self.low, self.high)  # a new array, worked on in place
+        """The grid points' indices, computed in float32 for float32 x, else in float64."""
+        x = np.asarray(x)
+        t = np.clip(x, self.low, self.high, dtype=np.float32 if x.dtype == np.float32 else np.float64)  # a new array
         t -= self.low
         t /= self.step
         return np.rint(t, out=t).astype(dtype)

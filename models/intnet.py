@@ -73,7 +73,7 @@ class IntNet:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Inputs (B, in): float values on the grid, or integers x / step -> outputs
-        (B, out), float64."""
+        (B, out), float32."""
         if x.dtype.kind in "iu":
             q = np.clip(x.astype(np.int16) - self.grid[1], -128, 127).astype(np.int8)
         else:
@@ -86,7 +86,7 @@ class IntNet:
             t = mm(h, w) * multiplier
             t += offset
             if i == len(self.layers) - 1:
-                return t.numpy().astype(np.float64)
+                return t.numpy()
             h = t.clamp_(0, 127).to(torch.int8)
 
 

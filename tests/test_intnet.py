@@ -88,3 +88,20 @@ def test_calibrate_finds_the_largest_input_of_every_linear_layer():
     found = calibrate(vae, x, batch=7)
     assert found["encoder"] == pytest.approx(largest_inputs(vae.encoder, x.reshape(30, -1).numpy()))
     assert set(found) == {"encoder", "decoder"} and len(found["decoder"]) == 3
+
+
+def test_a_model_without_a_calibration_codes_only_the_earlier_way(monkeypatch):
+    """Format 4 needs the calibration stored with the weights; files of versions 1 to 3
+    (float64 grids) do not."""
+    from models import zoo
+    from models.vae import VAE
+    vae = VAE("bernoulli", hidden=16, latent=3).eval()
+    vae.calibration = None
+    monkeypatch.setattr(zoo, "load_network", lambda name: vae)
+    zoo.load.cache_clear()
+    try:
+        with pytest.raises(zoo.UnknownModel, match="no calibration"):
+            zoo.load("vae-binary")
+        assert zoo.load("vae-binary", integer=False)[0].latent == 3
+    finally:
+        zoo.load.cache_clear()
