@@ -1,9 +1,9 @@
-"""Integer inference for the coder: MLPs with int8 weights and 7-bit activations.
+"""Integer inference for the coder: MLPs with int8 weights and 8-bit activations.
 
 Each Linear layer's weights are rounded to integers in [-127, 127], a scale per output,
 and its input to integers: the network's input exactly (it lies on a grid already), the
-hidden activations in [0, 127] on a step calibrated on training images (the largest
-activation seen maps to 127; larger ones clip). The products then sum exactly in
+hidden activations in [0, 255] on a step calibrated on training images (the largest
+activation seen maps to 255; larger ones clip). The products then sum exactly in
 int32, in any order: with torch's int8 GEMM where it gives the exact sums on this
 machine, else with float32 GEMM, exact as well because every sum stays below 2^24.
 Between layers the sums are rescaled to the next layer's integers in float64, one IEEE
@@ -50,22 +50,24 @@ class IntNet:
     off that range clip. `largest` holds the largest input of each later layer seen in
     calibration (its first entry, the input's, is not used).
 
-    A layer's sums s go to the next layer as the integers trunc(clip(s * multiplier +
-    offset, 0, 127)), in float32 (exact for the sums, below 2^24), the offset carrying
-    the bias, the first layer's zero point and the 0.5 that makes truncation round."""
+    A layer's sums s go to the next layer as the 8-bit a = trunc(clip(s * multiplier +
+    offset, 0, 255)), in float32 (exact for the sums, below 2^24), the offset carrying
+    the bias and the 0.5 that makes truncation round; the next layer takes a - 128 as
+    int8, its zero point 128 (like an input's) folded into its bias."""
 
     def __init__(self, seq: nn.Sequential, largest, grid):
         linears = [m for m in seq if isinstance(m, nn.Linear)]
         assert len(largest) == len(linears)
         self.grid = grid
-        steps = [grid[0]] + [float(a) / 127 for a in largest[1:]]
+        steps = [grid[0]] + [float(a) / 255 for a in largest[1:]]
+        zeros = [grid[1]] + [128] * (len(linears) - 1)
         self.layers = []  # (int8 weights (in, out), float32 multiplier and offset (out,))
         for i, m in enumerate(linears):
             assert m.in_features <= FAN_IN_LIMIT
             w = m.weight.detach().double() * steps[i]  # on integer inputs
             scale = (w.abs().amax(1) / 127).clamp(min=2.0**-40)
             wq = (w / scale[:, None]).round().clamp(-127, 127)
-            bias = m.bias.detach().double() + (grid[1] * scale * wq.sum(1) if i == 0 else 0)
+            bias = m.bias.detach().double() + zeros[i] * scale * wq.sum(1)
             last = i == len(linears) - 1
             after = 1.0 if last else steps[i + 1]  # the next layer's step
             self.layers.append((wq.T.to(torch.int8).contiguous(), (scale / after).float(),
@@ -87,7 +89,7 @@ class IntNet:
             t += offset
             if i == len(self.layers) - 1:
                 return t.numpy()
-            h = t.clamp_(0, 127).to(torch.int8)
+            h = t.clamp_(0, 255).to(torch.uint8).bitwise_xor_(128).view(torch.int8)  # a - 128
 
 
 def calibrate(net: nn.Module, images: torch.Tensor, batch: int = 1000) -> dict:
