@@ -50,10 +50,11 @@ class IntNet:
     off that range clip. `largest` holds the largest input of each later layer seen in
     calibration (its first entry, the input's, is not used).
 
-    A layer's sums s go to the next layer as the 8-bit a = trunc(clip(s * multiplier +
-    offset, 0, 255)), in float32 (exact for the sums, below 2^24), the offset carrying
-    the bias and the 0.5 that makes truncation round; the next layer takes a - 128 as
-    int8, its zero point 128 (like an input's) folded into its bias."""
+    A layer's sums s go to the next layer as 8-bit activations a in [0, 255], given as
+    the int8 a - 128 = floor(clip(s * multiplier + offset, -128, 127)), in float32
+    (exact for the sums, below 2^24), the offset carrying the bias, the 0.5 that makes
+    floor round and the -128; the zero point 128 (like an input's) is folded into the
+    next layer's bias."""
 
     def __init__(self, seq: nn.Sequential, largest, grid):
         linears = [m for m in seq if isinstance(m, nn.Linear)]
@@ -71,7 +72,7 @@ class IntNet:
             last = i == len(linears) - 1
             after = 1.0 if last else steps[i + 1]  # the next layer's step
             self.layers.append((wq.T.to(torch.int8).contiguous(), (scale / after).float(),
-                                (bias / after + (0 if last else 0.5)).float()))
+                                (bias / after + (0 if last else 0.5 - 128)).float()))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Inputs (B, in): float values on the grid, or integers x / step -> outputs
@@ -89,7 +90,7 @@ class IntNet:
             t += offset
             if i == len(self.layers) - 1:
                 return t.numpy()
-            h = t.clamp_(0, 255).to(torch.uint8).bitwise_xor_(128).view(torch.int8)  # a - 128
+            h = t.clamp_(-128, 127).floor_().to(torch.int8)  # a - 128
 
 
 def calibrate(net: nn.Module, images: torch.Tensor, batch: int = 1000) -> dict:
