@@ -84,7 +84,7 @@ class ExactHVAE:
 
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
-        mean and log-sigma of q(z_i+1 | layer i), float64."""
+        mean and log-sigma of q(z_i+1 | layer i) (float32 from the integer networks)."""
         return gaussian(self.up[i](below))
 
     def generative(self, i: int, z: np.ndarray):

@@ -328,7 +328,8 @@ class ExactVAE:
         self.head = ExactColumns(vae.head) if vae.likelihood == "laplace_ar" else None
 
     def posterior(self, x: np.ndarray):
-        """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent) float64."""
+        """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent), float32 from
+        the integer networks, else float64."""
         mu, log_sigma = np.split(self.encoder(x), 2, -1)
         return mu, log_sigma.clip(*LOG_SIGMA_RANGE)
 
