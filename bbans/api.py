@@ -67,12 +67,19 @@ def _xz(data: bytes):
 def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION) -> bytes:
     """The payload for images (N, 784) coded with model NAME of the zoo, as format
     `version` codes them (earlier ones only to check a file's fingerprint)."""
-    from models.zoo import kind, load
-    model, _ = load(name, integer=version >= 4)
+    from models.zoo import kind
+    model, _ = _load(name, version)
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
     return _vae_codec(METHODS[kind(name)], model, version).encode(pixels).astype("<u4").tobytes()
+
+
+def _load(name: str, version: int = container.VERSION):
+    """(model NAME's exact form for the codecs, its weights hash) as format `version`
+    computes: its MLPs on integers from version 4 on, on float64 grids before."""
+    from models.zoo import load
+    return load(name, integer=version >= 4)
 
 
 def _vae_codec(method: str, model, version: int) -> VAECodec:
@@ -104,8 +111,8 @@ def _encode_job(job) -> bytes:
 
 def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: chunks.Workers,
            progress):
-    from models.zoo import kind, load
-    _, weights_hash = load(name)
+    from models.zoo import kind
+    _, weights_hash = _load(name)
     mark, n = fingerprint(name), len(images.pixels)
     start = time.perf_counter()
     sent = []  # (images, SHA-256 of the pixels) of each chunk, as it goes to be coded
@@ -230,7 +237,7 @@ def _unxz(box: Container) -> bytes:
 def _check_model(box: Container):
     """Checks the header of a model's container, and that this environment's model is
     the one that made it."""
-    from models.zoo import ZOO, kind, load
+    from models.zoo import ZOO, kind
     pixels = box.images * formats.PIXELS
     if box.layout == "png":
         consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
@@ -246,7 +253,7 @@ def _check_model(box: Container):
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
     if box.model in ZOO and METHODS.get(kind(box.model)) != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
-    _, weights_hash = load(box.model)
+    _, weights_hash = _load(box.model, box.version)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
         raise BbansError(f"this file was made with other weights of model {box.model} "
                          f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
@@ -276,9 +283,8 @@ def _decoded_chunks(box: Container, parts, workers: chunks.Workers, progress):
 
 def _decode_job(job) -> np.ndarray:
     """The pixels of one chunk."""
-    from models.zoo import load
     method, name, payload, n, version = job
-    model, _ = load(name, integer=version >= 4)
+    model, _ = _load(name, version)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:

@@ -26,15 +26,15 @@ def save(vae, history, path, half=True, calibration=None):
     os.replace(tmp, path)
 
 
-def calibration(name: str, vae) -> dict:
+def calibration(name: str, vae, train_set) -> dict:
     """IntNet's calibration of model NAME (models.intnet.calibrate) on the first
-    CALIBRATION_IMAGES training images (binarized with seed 0 where the model's are), as
-    the coder sees its weights: rounded to float16."""
+    CALIBRATION_IMAGES of its training set (binarized with seed 0 where the model's
+    are), as the coder sees its weights: rounded to float16."""
     recipe = ZOO[name]
-    images = load_images(recipe["data"], "train")[:CALIBRATION_IMAGES]
     net = ARCHS[kind(name)](**recipe["arch"])
     net.load_state_dict({k: v.half().float() for k, v in vae.state_dict().items()})
-    return calibrate(net.eval(), batch_images(images, recipe["binarized"], np.random.RandomState(0)))
+    images = batch_images(train_set[:CALIBRATION_IMAGES], recipe["binarized"], np.random.RandomState(0))
+    return calibrate(net.eval(), images)
 
 
 def batch_images(images, binarized, rng):
@@ -86,7 +86,7 @@ def train(name, epochs=None, threads=1, log=print, out=None):
         epoch = step // per_epoch if step % per_epoch == 0 else round(step / per_epoch, 3)
         history.append({"epoch": epoch, "minutes": round((time.time() - start) / 60, 2), metric: round(value, 5)})
         log(json.dumps(history[-1]))
-        save(vae, history, path, half, calibration(name, vae) if kind(name) in INTEGER else None)
+        save(vae, history, path, half, calibration(name, vae, train_set) if kind(name) in INTEGER else None)
 
     # stop_epoch: where a run was cut short of its schedule (the learning rate follows `epochs`)
     stop, step = round(recipe.get("stop_epoch", epochs) * per_epoch), 0

@@ -206,11 +206,9 @@ class ExactNet:
         onto_grid(h.numpy(), -ACT_LIMIT)
         return h
 
-    def __call__(self, h: torch.Tensor, on_grid: bool = False) -> torch.Tensor:
-        """The outputs for input h; `on_grid` says h is float64 on the activation grid
-        already (pixel values / 256 are), which saves rounding it."""
-        if not on_grid:
-            h = self.input_grid(h)
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """The outputs for input h, which is rounded to the activation grid first."""
+        h = self.input_grid(h)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
@@ -344,14 +342,13 @@ class ExactVAE:
 
 def exact_mlp(seq: nn.Sequential, largest, grid):
     """An MLP on inputs on `grid` (IntNet's) as an exact numpy function: an IntNet given
-    its calibration `largest`, else an ExactNet (the pixel grids lie on its activation
-    grid, the latents' only for the current latent codec)."""
+    its calibration `largest`, else an ExactNet."""
     if largest:
         return IntNet(seq, largest, grid)
     net = ExactNet(seq)
 
     def apply(x):  # as IntNet's: values, or integers x / step
         x = x * grid[0] if x.dtype.kind in "iu" else x
-        return net(torch.from_numpy(x), on_grid=grid != LATENT_GRID).numpy()
+        return net(torch.from_numpy(x)).numpy()
 
     return apply
