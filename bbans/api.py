@@ -83,7 +83,7 @@ def _load(name: str, version: int = container.VERSION):
 
 
 def _vae_codec(method: str, model, version: int) -> VAECodec:
-    return BitSwapCodec(model) if method == "bbans-bitswap" else VAECodec(model, legacy=version < 3)
+    return BitSwapCodec(model, version=version) if method == "bbans-bitswap" else VAECodec(model, version=version)
 
 
 def probe(binary: bool) -> np.ndarray:

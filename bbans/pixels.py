@@ -2,7 +2,7 @@
 encoder and decoder turn the same outputs into the same probabilities."""
 import numpy as np
 
-from bbans.codecs import BernoulliLevels, Codec, affordable, bernoulli, bits_back, chain, point, quantized_laplace
+from bbans.codecs import BernoulliLevels, Codec, affordable, bernoulli, bits_back, chain, mostly_zero, point, quantized_laplace
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -34,12 +34,16 @@ EXP = GridTable(np.exp, -12.0, 8.0)
 # 3 x 10^-4 bits a pixel against the exact logit), so that the pixels of each level share
 # one model in the coder.
 BINARY_LOGITS = GridTable(lambda t: t, -16.0, 15.875, 1 / 8)
-BINARY = BernoulliLevels(1 / (1 + np.exp(-BINARY_LOGITS.values)))
+BINARY = {nibbles: BernoulliLevels(1 / (1 + np.exp(-BINARY_LOGITS.values)), nibbles) for nibbles in (False, True)}
 
 
-def binary(logits: np.ndarray) -> Codec:
-    """Bits with P(1) = sigmoid(logits) on that grid."""
-    return BINARY(BINARY_LOGITS.index(logits, np.uint8))
+def binary(logits: np.ndarray, nibbles: bool = True) -> Codec:
+    """Bits (n, d) with P(1) = sigmoid(logits) on that grid. With `nibbles` (see
+    BernoulliLevels), those of the lowest level, P(1) ~ 10^-7, go as mostly_zero."""
+    levels = BINARY_LOGITS.index(logits, np.uint8)
+    if not nibbles:
+        return BINARY[False](levels)
+    return mostly_zero(levels == 0, lambda coded: BINARY[True](levels[coded]))
 
 
 def context_index(context, side: int = SIDE) -> np.ndarray:

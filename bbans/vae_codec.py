@@ -13,22 +13,29 @@ Everything between those outputs and the coder goes through fixed grids and look
 tables (bbans.pixels), so encoder and decoder turn the same outputs into the same
 probabilities.
 
-The latents lie on a uniform grid coded inside the coder (codecs.LatentGrid) and binary
-pixels share a model per probability level (pixels.binary). Files of format versions 1
-and 2 were coded the `legacy` way: latents in 256 buckets of equal prior mass, each
-coded as eight binary decisions (codecs.StdBuckets), and a Bernoulli model per pixel.
+The latents lie on a uniform grid (codecs.LatentGrid) and binary pixels share a model per
+probability level (pixels.binary). How they reach the coder depends on the format
+`version` (bbans.container) that a codec writes or reads:
+- 1 and 2: latents in 256 buckets of equal prior mass, each coded as eight binary
+  decisions (codecs.StdBuckets), and a Bernoulli model per pixel;
+- 3 and 4: a Gaussian per latent inside the coder, the pixels of a level bit by bit;
+- 5 on: the latents' Gaussians from shared tables (codecs.LatentTables), the pixels of
+  a level four at a time.
 """
 import numpy as np
 
-from bbans.codecs import Codec, LatentGrid, StdBuckets, affordable, bernoulli, bits_back, chain, check_used_up, new_message, point
+from bbans.codecs import Codec, LatentGrid, LatentTables, StdBuckets, affordable, bernoulli, bits_back, chain, check_used_up, \
+    new_message, point
+from bbans.container import VERSION
 from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
 
 
-def batch_schedule(n: int, largest: int, fraction: float = 0.25):
+def batch_schedule(n: int, largest: int, fraction: float):
     """(start, size) of the batches: each at most `fraction` of the images before it (and
     at least one), up to `largest`, so that its pops find enough bits on the stack; pops
     from an exhausted stack get no bits back. (A binarized image leaves some 130 bits on
-    the stack; popping a latent that its image does not inform takes about 6.)"""
+    the stack; popping a latent that its image does not inform takes about 6.) Format
+    versions up to 4 take a quarter, later ones half: fewer batches, at the same cost."""
     batches, start = [], 0
     while start < n:
         size = min(max(1, int(start * fraction)), largest, n - start)
@@ -44,22 +51,34 @@ def on_grids(mean, log_sigma):
 
 
 class VAECodec:
-    def __init__(self, model, largest_batch: int = 1000, legacy: bool = False):
+    def __init__(self, model, largest_batch: int = 1000, version: int = VERSION):
         self.model = model
-        self.legacy = legacy
-        self.buckets = StdBuckets(8) if legacy else LatentGrid()
+        self.version = version
+        self.buckets = StdBuckets(8) if version < 3 else LatentGrid() if version < 5 else LatentTables()
         self.largest_batch = largest_batch
+        self.fraction = 0.25 if version < 5 else 0.5
+
+    def gaussian(self, mean, log_sigma):
+        """The codec of latents' cells under a network's N(mean, exp(log_sigma))."""
+        if self.version < 5:
+            return self.buckets.gaussian(*on_grids(mean, log_sigma))
+        return self.buckets.gaussian(mean, log_sigma)
 
     def posterior(self, x):
-        return self.buckets.gaussian(*on_grids(*self.model.posterior(x)))
+        return self.gaussian(*self.model.posterior(x))
 
     def mode(self, x):
         return point(self.buckets.bucket_of(on_grids(*self.model.posterior(x))[0]))
 
+    def binary(self, logits):
+        if self.version < 3:
+            return bernoulli(SIGMOID(logits))
+        return binary(logits, nibbles=self.version >= 5)
+
     def likelihood(self, buckets):
         out = self.model.decode(self.buckets.centres[buckets])
         if self.model.likelihood == "bernoulli":
-            return bernoulli(SIGMOID(out)) if self.legacy else binary(out)
+            return self.binary(out)
         return laplace_ar(self.model, out)
 
     def image_codec(self, n, bits_back_from_stack=True):
@@ -71,14 +90,14 @@ class VAECodec:
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, 784) -> the message as uint32 words."""
         message = new_message()
-        for start, size in batch_schedule(len(images), self.largest_batch):
+        for start, size in batch_schedule(len(images), self.largest_batch, self.fraction):
             self.image_codec(size, start > 0).push(message, images[start:start + size])
         return message.get_compressed()
 
     def decode(self, words: np.ndarray, n: int) -> np.ndarray:
         message = new_message(words)
         images = np.empty((n, PIXELS), np.uint8)
-        for start, size in reversed(batch_schedule(n, self.largest_batch)):
+        for start, size in reversed(batch_schedule(n, self.largest_batch, self.fraction)):
             images[start:start + size] = self.image_codec(size, start > 0).pop(message)
         check_used_up(message)
         return images
@@ -98,16 +117,17 @@ class BitSwapCodec(VAECodec):
 
     MARGIN = 64  # bits left on the stack beyond a pop's expected cost
 
-    def __init__(self, model, largest_batch: int = 1000, bit_swap: bool = True):
-        super().__init__(model, largest_batch)
+    def __init__(self, model, largest_batch: int = 1000, bit_swap: bool = True, version: int = VERSION):
+        super().__init__(model, largest_batch, version)
         self.bit_swap = bit_swap
 
     def up(self, i: int):
         """Layer i's values -> the codec of z_i+1's grid cells."""
         def codec(below):
             values = below if i == 0 else self.buckets.centres[below]
-            mean, std = on_grids(*self.model.inference(i, values))
-            return affordable(self.buckets.gaussian(mean, std), self.buckets.bucket_of(mean),
+            mean, log_sigma = self.model.inference(i, values)
+            grid_mean, std = on_grids(mean, log_sigma)
+            return affordable(self.gaussian(mean, log_sigma), self.buckets.bucket_of(grid_mean),
                               self.buckets.entropy_bits(std) + self.MARGIN)
 
         return codec
@@ -116,7 +136,7 @@ class BitSwapCodec(VAECodec):
         """z_i+1's grid cells -> the codec of layer i."""
         def codec(z):
             out = self.model.generative(i, self.buckets.centres[z])
-            return binary(out) if i == 0 else self.buckets.gaussian(*on_grids(*out))
+            return self.binary(out) if i == 0 else self.gaussian(*out)
 
         return codec
 

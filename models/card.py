@@ -89,14 +89,16 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
 def measure_speed(name: str) -> dict:
     """Times the model's codec on the card's test set (as `bbans bench` does: one core,
     the fastest of its runs each way, in a fresh process) and writes the figures, with
-    the size of the file, into its card, which it returns (without the curve)."""
+    the size of the file (and a hierarchical model's first image), into its card, which
+    it returns (without the curve)."""
     card = json.loads((WEIGHTS / f"{name}.json").read_text())
     images = test_images(name)
     blob, report, _ = bench.in_fresh_process(bench.compress_measured, npy_bytes(images), name, bench.REPEAT)
     _, back, _ = bench.in_fresh_process(bench.decompress_measured, blob, bench.REPEAT)
     card.update(compress_images_per_s=round(len(images) / report["seconds"]),
                 decompress_images_per_s=round(len(images) / back["seconds"]),
-                test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"])
+                test_bbans_bits_per_dim=round(report["bits_per_dim"], 5), test_compressed_bytes=report["compressed_bytes"],
+                **(first_image(name, images.reshape(len(images), -1)) if kind(name) == "hvae" else {}))
     save(card)
     return {k: v for k, v in card.items() if k != "curve"}
 

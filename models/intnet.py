@@ -77,7 +77,9 @@ class IntNet:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Inputs (B, in): float values on the grid, or integers x / step -> outputs
         (B, out), float32."""
-        if x.dtype.kind in "iu":
+        if x.dtype == np.uint8 and self.grid[1] in (0, 128):  # pixels: clipped, or less 128, as int8
+            q = (np.minimum(x, 127) if self.grid[1] == 0 else x ^ np.uint8(128)).view(np.int8)
+        elif x.dtype.kind in "iu":
             q = np.clip(x.astype(np.int16) - self.grid[1], -128, 127).astype(np.int8)
         else:
             t = x / self.grid[0]

@@ -271,12 +271,13 @@ def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
 
 
 @pytest.mark.parametrize("version, variant, model", [
-    (version, *vm) for version in (1, 2, 3) for vm in (("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"))]
-    + [(3, "mnist-binarized", "hvae-binary")])
+    (version, *vm) for version in (1, 2, 3, 4) for vm in (("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"))]
+    + [(version, "mnist-binarized", "hvae-binary") for version in (3, 4)])
 def test_files_of_earlier_versions_still_decompress(data, version, variant, model):
-    """Versions 1 and 2 coded a VAE's latents and binary pixels the legacy way, and up to
-    version 3 the networks ran on float64 grids, not on integers; version 1 also had no
-    fingerprint and no chunk table (one message)."""
+    """Versions 1 and 2 coded a VAE's latents and binary pixels the legacy way, up to
+    version 3 the networks ran on float64 grids, not on integers, and up to version 4
+    each latent had a Gaussian of its own and binary pixels went bit by bit; version 1
+    also had no fingerprint and no chunk table (one message)."""
     from bbans import api, chunks, container
     images = mnist_test(variant, 20)
     original = npy_bytes(images)

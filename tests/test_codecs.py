@@ -18,6 +18,12 @@ CASES = {
                         rng.integers(0, 256, 12)),
     "bernoulli levels": lambda: (c.BernoulliLevels(rng.uniform(0.001, 0.999, 9))(rng.integers(0, 9, (7, 30))),
                                  rng.integers(0, 2, (7, 30))),
+    "bernoulli nibbles": lambda: (c.BernoulliLevels(rng.uniform(0.001, 0.999, 9), nibbles=True)(
+        rng.integers(0, 9, (7, 31))), rng.integers(0, 2, (7, 31))),
+    "mostly zero": lambda: (c.mostly_zero(rng.random((6, 20)) < 0.5, lambda coded: c.bernoulli(np.full(coded.sum(), 0.3))),
+                            rng.integers(0, 2, (6, 20))),
+    "latent tables": lambda: (c.LatentTables().gaussian(rng.normal(0, 3, 40), rng.uniform(-9, 2, 40)),
+                              rng.integers(0, 257, 40)),
     "latent grid prior": lambda: (c.LatentGrid().prior((6, 5)), rng.integers(0, 257, (6, 5))),
     "latent grid posterior": lambda: (c.LatentGrid().gaussian(rng.normal(0, 1, 12), rng.uniform(0.01, 2, 12)),
                                       rng.integers(0, 257, 12)),
@@ -81,6 +87,71 @@ def test_bernoulli_levels_cost_their_information_content_in_any_order_of_levels(
     x = (rng.random(levels.shape) < probs[levels]).astype(int)
     ideal = -np.sum(np.log2(np.where(x == 1, probs[levels], 1 - probs[levels])))
     assert abs(bits_of(lambda m: c.BernoulliLevels(probs)(levels).push(m, x)) - ideal) < 1e-3 * ideal + 64
+
+
+def test_bernoulli_nibbles_cost_the_same_as_single_bits():
+    """Four bits of a level as one symbol cost what they cost one by one, whatever the
+    levels' counts (remainders of four, levels mixed in one nibble, a ragged end)."""
+    probs = np.concatenate([[1e-7, 1 - 1e-7], rng.uniform(0.01, 0.99, 48)])
+    for shape in ((40, 500), (3, 7), (1, 1)):
+        levels = rng.integers(0, 50, shape)
+        x = (rng.random(shape) < probs[levels]).astype(np.uint8)
+        single, nibbles = (bits_of(lambda m: c.BernoulliLevels(probs, nibbles)(levels).push(m, x)) for nibbles in (False, True))
+        assert abs(nibbles - single) < 1e-3 * single + 32
+
+
+def test_mostly_zero_codes_only_the_rest_unless_a_row_breaks_the_rule():
+    sure = np.zeros((5, 10), bool)
+    sure[:, 5:] = True
+    x = np.zeros((5, 10), np.uint8)
+    x[:, :5] = 1
+    x[3, 7] = 1  # row 3's sure zeros are not all zero: the whole row is coded
+    seen = []
+
+    def rest(coded):
+        seen.append(coded.copy())
+        return c.bernoulli(np.full(coded.sum(), 0.5))
+
+    codec = c.mostly_zero(sure, rest)
+    message = filled_message()
+    codec.push(message, x)
+    np.testing.assert_array_equal(codec.pop(message), x)
+    expected = ~sure
+    expected[3] = True
+    for coded in seen:
+        np.testing.assert_array_equal(coded, expected)
+
+
+def test_latent_tables_cost_about_the_gaussian_mass_of_the_cell():
+    """The tables' mean and log sigma lie on grids (1/8 of a cell, 1/8): the cost stays
+    within a percent of the exact Gaussian's, near the grid's ends and for wide sigmas
+    (a Gaussian of the latent's own) as well as in the middle."""
+    tables = c.LatentTables()
+    for centre, spread, log_sigma in ((0, 1.5, (-4, 0)), (7.5, 0.3, (-4, 0)), (0, 1, (0.3, 1.5))):
+        mean, ls = rng.normal(centre, spread, 5000), rng.uniform(*log_sigma, 5000)
+        k = tables.bucket_of(mean + np.exp(ls) * rng.normal(size=5000))
+        lo, hi = tables.centres[k] - tables.step / 2, tables.centres[k] + tables.step / 2
+        lo[k == 0], hi[k == 2 * tables.limit] = -np.inf, np.inf
+        ideal = -np.sum(np.log2(ndtr((hi - mean) / np.exp(ls)) - ndtr((lo - mean) / np.exp(ls))))
+        assert abs(bits_of(lambda m: tables.gaussian(mean, ls).push(m, k)) - ideal) < 1e-2 * ideal + 64
+
+
+def test_latent_tables_code_cells_far_outside_the_window_and_pop_only_grid_cells():
+    """A cell beyond a table's window escapes to a uniform choice among the others, so
+    any cell can be pushed; and what a pop draws from any message is a cell of the grid."""
+    tables = c.LatentTables()
+    mean, ls = np.zeros(6), np.full(6, -5.0)  # tiny sigmas: the window is far wider than the mass
+    cells = np.array([0, 40, 128, 200, 256, 129])
+    message = filled_message()
+    before = message.get_compressed().copy()
+    codec = tables.gaussian(mean, ls)
+    codec.push(message, cells)
+    np.testing.assert_array_equal(codec.pop(message), cells)
+    np.testing.assert_array_equal(message.get_compressed(), before)
+    for seed in range(20):
+        codec = tables.gaussian(rng.normal(0, 4, 300), rng.uniform(-9, 2, 300))
+        z = codec.pop(filled_message(words=4000, seed=seed))
+        assert z.min() >= 0 and z.max() <= 2 * tables.limit
 
 
 def test_latent_grid_costs_the_gaussian_mass_of_the_cell():

@@ -67,6 +67,24 @@ def test_bucket_posterior(data, precision, n):
 
 
 @SETTINGS
+@given(st.data(), sizes)
+def test_latent_tables(data, n):
+    mean = data.draw(arrays(np.float64, n, elements=st.floats(-20, 20)))
+    log_sigma = data.draw(arrays(np.float64, n, elements=st.floats(-15, 10)))
+    x = data.draw(arrays(np.int64, n, elements=st.integers(0, 256)))
+    np.testing.assert_array_equal(round_trips(c.LatentTables().gaussian(mean, log_sigma), x), x)
+
+
+@SETTINGS
+@given(st.data(), st.integers(1, 5), sizes)
+def test_bernoulli_nibbles(data, levels, n):
+    probs = data.draw(arrays(np.float64, levels, elements=probability))
+    picked = data.draw(arrays(np.int64, n, elements=st.integers(0, levels - 1)))
+    x = data.draw(arrays(np.uint8, n, elements=st.integers(0, 1)))
+    np.testing.assert_array_equal(round_trips(c.BernoulliLevels(probs, nibbles=True)(picked), x), x)
+
+
+@SETTINGS
 @given(st.binary(max_size=300))
 def test_reading_any_bytes_gives_a_container_or_the_format_error(blob):
     try:

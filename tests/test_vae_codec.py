@@ -16,12 +16,13 @@ def test_round_trip_across_batch_boundaries(tiny_model, n):
     np.testing.assert_array_equal(codec.decode(codec.encode(x), n), x)
 
 
-def test_schedule_covers_every_image_once_and_grows_slowly():
+@pytest.mark.parametrize("fraction", [0.25, 0.5])
+def test_schedule_covers_every_image_once_and_grows_slowly(fraction):
     for n in (1, 2, 999, 1000, 1001, 25000):
-        batches = batch_schedule(n, 1000)
+        batches = batch_schedule(n, 1000, fraction)
         assert [s for s, _ in batches] == list(np.cumsum([0] + [b for _, b in batches])[:-1])
         assert sum(b for _, b in batches) == n
-        assert all(b <= max(1, s / 4) for s, b in batches)
+        assert all(b <= max(1, s * fraction) and b <= 1000 for s, b in batches)
 
 
 def test_extra_data_after_the_images_is_refused(tiny_model):
