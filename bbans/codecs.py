@@ -391,7 +391,7 @@ class LatentTables(LatentGrid):
 
     def __init__(self, step: float = LATENT_STEP, limit: int = 128):
         super().__init__(step, limit)
-        assert 2 * self.WINDOW < 2 * limit  # some cells lie outside every window
+        assert 2 * self.WINDOW < 2 * limit and self.FRACTIONS & (self.FRACTIONS - 1) == 0
         levels = round((self.LOG_SIGMA_HIGH - self.LOG_SIGMA_LOW) / self.LOG_SIGMA_STEP) + 1
         self.stds = np.exp(self.LOG_SIGMA_LOW + self.LOG_SIGMA_STEP * np.arange(levels)) / step  # in cells
         self.widest = np.searchsorted(self.stds, self.WINDOW / 4, side="right") - 1
@@ -410,14 +410,18 @@ class LatentTables(LatentGrid):
 
     def gaussian(self, mean: np.ndarray, log_sigma: np.ndarray) -> Codec:
         """Cells under N(mean, exp(log_sigma)), both as the networks give them."""
-        shape, top = np.shape(mean), 2 * self.limit * self.FRACTIONS
-        at = np.clip(np.rint(np.ravel(mean) * (self.FRACTIONS / self.step)) + top // 2, 0, top).astype(np.int32)
-        cell, fraction = at // self.FRACTIONS, at % self.FRACTIONS
-        level = np.rint((np.clip(np.ravel(log_sigma), self.LOG_SIGMA_LOW, self.LOG_SIGMA_HIGH) - self.LOG_SIGMA_LOW)
-                        / self.LOG_SIGMA_STEP).astype(np.int32)
-        tabled = (cell >= self.WINDOW) & (cell <= 2 * self.limit - self.WINDOW) & (level <= self.widest)
-        order, groups = by_model(np.where(tabled, level * self.FRACTIONS + fraction, self.own), self.own + 1)
-        first = np.where(tabled, cell - self.WINDOW, 0)[order]  # a cell's symbol is cell - first
+        shape, half, fractions = np.shape(mean), self.limit * self.FRACTIONS, self.FRACTIONS
+        at = np.rint(np.ravel(mean) * (fractions / self.step))
+        at = np.clip(at, -half, half, out=at).astype(np.int32) + half  # in 1/FRACTIONS of a cell from cell 0
+        level = np.clip(np.ravel(log_sigma), self.LOG_SIGMA_LOW, self.LOG_SIGMA_HIGH) - self.LOG_SIGMA_LOW
+        level /= self.LOG_SIGMA_STEP
+        level = np.rint(level, out=level).astype(np.int32)
+        # the window within the grid: WINDOW <= cell <= 2 limit - WINDOW
+        tabled = (at - self.WINDOW * fractions).view(np.uint32) < (2 * self.limit - 2 * self.WINDOW + 1) * fractions
+        tabled &= level <= self.widest
+        shift = fractions.bit_length() - 1  # (a power of two: shifts and masks, not slow divisions)
+        order, groups = by_model(np.where(tabled, level << shift | at & (fractions - 1), self.own), self.own + 1)
+        first = np.where(tabled, (at >> shift) - self.WINDOW, 0)[order]  # a cell's symbol is cell - first
         tabled = tabled[order]
         own = groups[-1] if groups and groups[-1][0] == self.own else None
         if own:
@@ -431,7 +435,7 @@ class LatentTables(LatentGrid):
 
         def push(message, cells):
             symbols = np.asarray(cells, np.int32).ravel()[order] - first
-            escaped = tabled & ((symbols < 0) | (symbols >= self.escape))
+            escaped = tabled & (symbols.view(np.uint32) >= self.escape)  # below the window: negative
             beyond = symbols[escaped]  # cell - first: < 0 below the window, > 2 WINDOW above
             outside(len(beyond)).push(message, beyond + first[escaped] - self.escape * (beyond > 0))
             symbols[escaped] = self.escape
