@@ -114,6 +114,7 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
     from models.zoo import kind
     _, weights_hash = _load(name)
     mark, n = fingerprint(name), len(images.pixels)
+    workers.ready()
     start = time.perf_counter()
     sent = []  # (images, SHA-256 of the pixels) of each chunk, as it goes to be coded
 
@@ -155,9 +156,10 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
         raise BbansError("--model applies to files of 28x28 grey images (npy, idx, pgm, png); this is not one")
     candidates = []
     if images is not None:
-        with chunks.Workers(workers, scheduler, len(chunks.bounds(len(images.pixels), chunk_images))) as pool:
-            binary, sha = _scan(data, images)
-            name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES]))
+        binary, sha = _scan(data, images)
+        name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES]))
+        count = len(chunks.bounds(len(images.pixels), chunk_images))
+        with chunks.Workers(workers, scheduler, count, functools.partial(_load, name)) as pool:
             candidates.append(_model(data, images, sha, name, chunk_images, pool, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
@@ -194,8 +196,9 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=_
         out.write(data)
     else:  # the checksum is of the header bytes and the pixels, as compress took it
         parts = _chunks(box)
-        with chunks.Workers(workers, scheduler, len(parts)) as pool:
+        with chunks.Workers(workers, scheduler, len(parts), functools.partial(_load, box.model, box.version)) as pool:
             _check_model(box)
+            pool.ready()
             start = time.perf_counter()
             sha = _write_images(box, _decoded_chunks(box, parts, pool, progress), out)
     seconds = time.perf_counter() - start

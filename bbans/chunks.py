@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+import queue
 import struct
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +27,7 @@ CHUNK_IMAGES = 10_000
 COUNT = struct.Struct(">I")
 ENTRY = struct.Struct(">IQ32s")
 CONNECT_SECONDS = 10  # to a Dask scheduler
+START_SECONDS = 300  # for worker processes to start and load the model
 
 
 @dataclass
@@ -81,12 +83,26 @@ class Workers:
     the rest). Dask's nanny starts them with OMP_NUM_THREADS=1, which torch follows. A
     job's BbansError reaches the caller as itself."""
 
-    def __init__(self, n: int = 1, scheduler: str | None = None, jobs: int = 2):
+    def __init__(self, n: int = 1, scheduler: str | None = None, jobs: int = 2, warm=None):
         self.n, self.scheduler, self.pool = n, scheduler, None
         if scheduler is None and n > 1 and jobs > 1:
-            self.pool = ProcessPoolExecutor(n, mp_context=get_context("spawn"), initializer=_start_worker)
+            context = get_context("spawn")
+            self.started = context.Queue()
+            self.pool = ProcessPoolExecutor(n, mp_context=context, initializer=_start_worker,
+                                            initargs=(warm, self.started))
             for _ in range(n):
                 self.pool.submit(int)  # each submit to a busy pool spawns a process
+
+    def ready(self):
+        """Waits until every worker process has started and run `warm` (a picklable
+        function: the model's load), as the caller has before it times its chunks, so
+        that their timing counts coding only, with one worker as with several."""
+        if self.pool is not None:
+            for _ in range(self.n):
+                try:
+                    self.started.get(timeout=START_SECONDS)
+                except queue.Empty:
+                    raise BbansError(f"the worker processes did not start within {START_SECONDS} s") from None
 
     def map(self, fn, items):
         """An iterator of fn(item) for each of `items`, in order. The items are taken as
@@ -115,10 +131,13 @@ def _here(fn, items):
         yield from map(fn, items)
 
 
-def _start_worker():
+def _start_worker(warm, started):
     one_thread()
     keep_freed_memory()
     import models.zoo  # noqa: F401  torch and the networks, before the first job asks
+    if warm:
+        warm()
+    started.put(True)
 
 
 def _on_dask(fn, items, scheduler: str):
