@@ -273,20 +273,27 @@ def _chunks(box: Container):
 
 
 def _decoded_chunks(box: Container, parts, workers: chunks.Workers, progress):
-    """The pixels of each chunk in order, checked against the chunk's checksum."""
-    jobs = ((box.method, box.model, c.payload, c.images, box.version) for c in parts)
+    """The pixels of each chunk in order, each checked against its checksum where it
+    was decoded."""
+    jobs = ((box.method, box.model, c.payload, c.images, box.version, c.sha256, f"chunk {i + 1} of {len(parts)}")
+            for i, c in enumerate(parts))
     done, bits = 0, 0
-    for i, (part, pixels) in enumerate(zip(parts, workers.map(_decode_job, jobs))):
-        if part.sha256 and chunks.pixel_sha(pixels) != part.sha256:
-            raise BbansError(f"checksum mismatch in chunk {i + 1} of {len(parts)}: the file is corrupt; nothing written")
+    for part, pixels in zip(parts, workers.map(_decode_job, jobs)):
         done, bits = done + part.images, bits + 8 * len(part.payload)
         progress(done, box.images, bits)
         yield pixels
 
 
 def _decode_job(job) -> np.ndarray:
-    """The pixels of one chunk."""
-    method, name, payload, n, version = job
+    """The pixels of one chunk, checked against its checksum (none in version 1 files)."""
+    method, name, payload, n, version, sha, where = job
+    pixels = _decoded(method, name, payload, n, version)
+    if sha and chunks.pixel_sha(pixels) != sha:
+        raise BbansError(f"checksum mismatch in {where}: the file is corrupt; nothing written")
+    return pixels
+
+
+def _decoded(method: str, name: str, payload: bytes, n: int, version: int) -> np.ndarray:
     model, _ = _load(name, version)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
