@@ -12,6 +12,7 @@ import functools
 import hashlib
 import queue
 import struct
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -74,9 +75,10 @@ class Workers:
     """Where chunks are coded: in this process, in `n` spawned processes with one torch
     thread each (for n > 1 and more than one job: one job alone is not worth starting
     processes for), or on the Dask cluster at `scheduler` ("tcp://host:port") whatever
-    `n`; everywhere with one thread of numpy's BLAS. The processes start at once and
-    import torch while the caller reads its input and loads its model, which hides most
-    of their start-up; `close()` (or leaving a `with` block) stops them.
+    `n`; everywhere with one thread of numpy's BLAS. The processes start at once, import
+    torch and run `warm` (the model's load) while the caller loads its own, which hides
+    most of their start-up; `ready()` waits for them, and `close()` (or leaving a `with`
+    block) stops them.
 
     A cluster's workers import the job function from bbans, so they need bbans installed
     at the same version with the same weights (a file's fingerprint check guards against
@@ -90,19 +92,23 @@ class Workers:
             self.started = context.Queue()
             self.pool = ProcessPoolExecutor(n, mp_context=context, initializer=_start_worker,
                                             initargs=(warm, self.started))
-            for _ in range(n):
-                self.pool.submit(int)  # each submit to a busy pool spawns a process
+            self.spawned = [self.pool.submit(int) for _ in range(n)]  # each submit to a busy pool spawns a process
 
     def ready(self):
         """Waits until every worker process has started and run `warm` (a picklable
         function: the model's load), as the caller has before it times its chunks, so
         that their timing counts coding only, with one worker as with several."""
-        if self.pool is not None:
-            for _ in range(self.n):
-                try:
-                    self.started.get(timeout=START_SECONDS)
-                except queue.Empty:
-                    raise BbansError(f"the worker processes did not start within {START_SECONDS} s") from None
+        if self.pool is None:
+            return
+        deadline, waiting = time.monotonic() + START_SECONDS, self.n
+        while waiting:
+            try:
+                self.started.get(timeout=0.5)
+                waiting -= 1
+            except queue.Empty:
+                failed = [job.exception() for job in self.spawned if job.done() and job.exception()]
+                if failed or time.monotonic() > deadline:
+                    raise BbansError(f"the worker processes did not start: {failed[0] if failed else 'timed out'}")
 
     def map(self, fn, items):
         """An iterator of fn(item) for each of `items`, in order. The items are taken as

@@ -20,7 +20,8 @@ probability level (pixels.binary). How they reach the coder depends on the forma
   decisions (codecs.StdBuckets), and a Bernoulli model per pixel;
 - 3 and 4: a Gaussian per latent inside the coder, the pixels of a level bit by bit;
 - 5 on: the latents' Gaussians from shared tables (codecs.LatentTables), the pixels of
-  a level four at a time.
+  a level four at a time, the lowest level's near-certain zeros behind a flag per image
+  (codecs.mostly_zero), and batches of up to half the images before them.
 """
 import numpy as np
 

@@ -1,4 +1,7 @@
 """Chunked payloads: boundaries, worker processes, decoding order and per-chunk checksums."""
+import functools
+import time
+
 import pytest
 
 from bbans import api, chunks, container
@@ -78,3 +81,11 @@ def test_workers_take_items_as_needed_and_keep_their_order():
 
 def test_processes_start_only_for_more_than_one_job():
     assert chunks.Workers(2, jobs=1).pool is None and chunks.Workers(1, jobs=5).pool is None
+
+
+def test_a_worker_that_fails_to_start_is_reported_not_waited_for():
+    with chunks.Workers(2, warm=functools.partial(int, "not a number")) as pool:
+        start = time.monotonic()
+        with pytest.raises(BbansError, match="the worker processes did not start"):
+            pool.ready()
+        assert time.monotonic() - start < 60
