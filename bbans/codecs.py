@@ -427,7 +427,7 @@ class LatentTables(LatentGrid):
         if own:
             groups = groups[:-1]
             mine = slice(own[1], own[2])
-            own_model = self._posterior, at[order][mine] / self.FRACTIONS, self.stds[level[order][mine]]
+            own_model = self._posterior, at[order[mine]] / self.FRACTIONS, self.stds[level[order[mine]]]
 
         def outside(count):
             """The escaped cells, below the window as they are, above it less its width."""

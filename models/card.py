@@ -80,7 +80,6 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
         **(dict(test_bbans_bits_per_dim=round(report["bits_per_dim"], 5),
                 test_compressed_bytes=report["compressed_bytes"]) if codec else {}),
         **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
-        **(first_image(name, pixels) if kind(name) == "hvae" else {}),
         curve=history)
     save(card)
     return measure_speed(name) if codec else {k: v for k, v in card.items() if k != "curve"}

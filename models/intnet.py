@@ -6,7 +6,7 @@ hidden activations in [0, 255] on a step calibrated on training images (the larg
 activation seen maps to 255; larger ones clip). The products then sum exactly in
 int32, in any order: with torch's int8 GEMM where it gives the exact sums on this
 machine, else with float32 GEMM, exact as well because every sum stays below 2^24.
-Between layers the sums are rescaled to the next layer's integers in float64, one IEEE
+Between layers the sums are rescaled to the next layer's integers in float32, one IEEE
 operation at a time, so every machine gets the same integers and the same outputs, as
 with models.vae.ExactNet, at a tenth of the cost of its float64 products.
 """
