@@ -84,27 +84,35 @@ def laplace_ar(model, features):
     """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
     nonzero ones from a discretized Laplace on 1..255 (or a mixture of two), each given
     z's features and the pixels of its causal context (the model's offsets, on earlier
-    anti-diagonals). The head sees pixel-major arrays (a pixel's values for all images
+    anti-diagonals). The heads see pixel-major arrays (a pixel's values for all images
     in one row, where a diagonal's context is a gather of whole rows); the coder gets
-    each diagonal image by image."""
+    each diagonal image by image. The Laplaces' parameters are asked for only where
+    pixels are nonzero, which spares a model with a zero head most of its work."""
     n = len(features)
     context = context_index(model.context).T
     columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, 784, n)
 
     def params(idx, known):
-        """known: (785, n) pixel values / 256 so far, the last row the zero pad."""
-        logit, mean, log_scale, mix = model.pixel_params(columns[:, idx], known[context[:, idx]])
-        return SIGMOID(logit).T, (np.rint(mean / PARAM_GRID) * PARAM_GRID).transpose(1, 0, 2), \
-            EXP(log_scale).transpose(1, 0, 2), None if mix is None else SIGMOID(mix).T
+        """known: (785, n) pixel values / 256 so far, the last row the zero pad -> P(nonzero)
+        (n, k) and a function from the nonzero pixels (n, k) to their Laplaces' parameters."""
+        logit, values_at = model.pixel_heads(columns[:, idx], known[context[:, idx]])
 
-    def pixel_codec(p_nonzero, mean, scale, weight):
+        def select(nonzero):  # in the coder's order, image by image
+            images, pixels = np.nonzero(nonzero)
+            return values_at(pixels * n + images)
+
+        return SIGMOID(logit).T, select
+
+    def pixel_codec(p_nonzero, select):
         def nonzero_values(nonzero):
             nonzero = nonzero.astype(bool)
-            if weight is None:
-                return quantized_laplace(mean[nonzero][:, 0], scale[nonzero][:, 0], 1, 255)
             if not nonzero.any():
                 return point(np.zeros(0, np.int32))
-            return laplace_mixture(weight[nonzero], mean[nonzero], scale[nonzero])
+            mean, log_scale, mix = select(nonzero)
+            mean, scale = np.rint(mean / PARAM_GRID) * PARAM_GRID, EXP(log_scale)
+            if mix is None:
+                return quantized_laplace(mean[:, 0], scale[:, 0], 1, 255)
+            return laplace_mixture(SIGMOID(mix), mean, scale)
 
         return chain(bernoulli(p_nonzero), nonzero_values)
 

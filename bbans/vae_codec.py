@@ -5,8 +5,10 @@ The model object needs:
 - `posterior(x)`: uint8 (B, 784) -> mean, log-sigma (B, latent) of q(z|x);
 - `decode(z)`: (B, latent) -> Bernoulli logits (B, 784), or pixel features (B, 784, F);
 - for "laplace_ar", `context`: offsets (di, dj) of the pixels each pixel is conditioned
-  on, and `pixel_params(features, context values)`: (F, k, n) and (C, k, n) for k
-  pixels of n images -> logit, mean, log-scale (and the mixture's weight logit).
+  on, and `pixel_heads(features, context values)`: (F, k, n) and (C, k, n) for k
+  pixels of n images -> the nonzero logits (k, n), and a function from flat indices
+  into (k, n) to those pixels' Laplace means, log-scales (and the mixture's weight
+  logit).
 Its outputs must not depend on batch size or thread count (models.vae.ExactVAE).
 
 Everything between those outputs and the coder goes through fixed grids and lookup

@@ -6,7 +6,7 @@ The model object needs:
 - `codes` (K) and `positions` (grid cells, coded in raster order);
 - `quantize(x)`: uint8 (B, 784) -> code indices (B, positions);
 - `decode(z)`: code indices -> pixel features (B, 784, F), with `context` and
-  `pixel_params` as for the 8-bit VAE (bbans.pixels.laplace_ar);
+  `pixel_heads` as for the 8-bit VAE (bbans.pixels.laplace_ar);
 - `prior_logits(z, cells)`: autoregressive prior logits (B, len(cells), K) at those
   cells, reading only the codes of earlier cells; `factorized`: (positions, K) logits.
 Its decoder and prior outputs must not depend on batch size or thread count

@@ -3,9 +3,11 @@
 Two pixel likelihoods:
 - "bernoulli": binarized images, one logit per pixel.
 - "laplace_ar": 8-bit images. Each pixel is zero with probability sigmoid(-logit), else a
-  discretized Laplace on 1..255 (or a mixture of two, with `components=2`). The logit, mean and scale come from a small head shared
-  by all pixels, fed with per-pixel features decoded from z and the already known
-  neighbours (by default left, up and up-left; any offsets on earlier anti-diagonals).
+  discretized Laplace on 1..255 (or a mixture of two, with `components=2`). The logit,
+  mean and scale come from a small head shared by all pixels, fed with per-pixel
+  features decoded from z and the already known neighbours (by default left, up and
+  up-left; any offsets on earlier anti-diagonals). With `zero_hidden`, a head of its
+  own gives the logit, and the Laplaces' head is needed only for nonzero pixels.
   Pixels on one anti-diagonal do not depend on each other, so decoding takes 55 steps,
   not 784.
 
@@ -58,11 +60,17 @@ def neighbours(x: torch.Tensor, context) -> torch.Tensor:
 
 def pixel_params(out):
     """Head output (..., 3) or, for a mixture of two Laplaces, (..., 6), a tensor or a
-    numpy array -> the nonzero logit, the Laplace means (pixels) and log-scales, each
-    (..., K), and the logit of the first component's weight (None for one component)."""
-    if out.shape[-1] == 3:
-        return out[..., 0], 256.0 * out[..., 1:2], out[..., 2:3].clip(*LOG_SCALE_RANGE), None
-    return out[..., 0], 256.0 * out[..., 2:4], out[..., 4:6].clip(*LOG_SCALE_RANGE), out[..., 1]
+    numpy array -> the nonzero logit, then value_params of the rest."""
+    return (out[..., 0], *value_params(out[..., 1:]))
+
+
+def value_params(out):
+    """Head output (..., 2) or, for a mixture of two Laplaces, (..., 5) -> the Laplace
+    means (pixels) and log-scales, each (..., K), and the logit of the first component's
+    weight (None for one component)."""
+    if out.shape[-1] == 2:
+        return 256.0 * out[..., 0:1], out[..., 1:2].clip(*LOG_SCALE_RANGE), None
+    return 256.0 * out[..., 1:3], out[..., 3:5].clip(*LOG_SCALE_RANGE), out[..., 0]
 
 
 def log1mexp(d):
@@ -80,17 +88,29 @@ def log_laplace_mass(lo, hi, mean, scale):
     return torch.where(hi <= mean, left, torch.where(lo >= mean, right, mid))
 
 
-def head_log_likelihood(head: nn.Module, context, x, feats):
+def head_log_likelihood(head: nn.Module, context, x, feats, zero_head=None):
     """log p(x) in nats per image under the zero / discretized-Laplace likelihood: the
-    head on per-pixel features (B, 784, F) and each pixel's causal context in x."""
-    out = head(torch.cat([feats, neighbours(x.to(feats.dtype), context)], -1))
-    return laplace_ar_log_prob(x.reshape(len(x), PIXELS), *pixel_params(out)).sum(-1)
+    head on per-pixel features (B, 784, F) and each pixel's causal context in x. With a
+    `zero_head`, that one gives the nonzero logit and `head` the Laplaces' parameters,
+    which only the nonzero pixels need."""
+    inputs = torch.cat([feats, neighbours(x.to(feats.dtype), context)], -1)
+    x = x.reshape(len(x), PIXELS)
+    if zero_head is None:
+        return laplace_ar_log_prob(x, *pixel_params(head(inputs))).sum(-1)
+    logit, nonzero = zero_head(inputs)[..., 0], x > 0
+    values = torch.zeros_like(logit)
+    values[nonzero] = laplace_log_mass(x[nonzero], *value_params(head(inputs[nonzero])))
+    return torch.where(nonzero, F.logsigmoid(logit) + values, F.logsigmoid(-logit)).sum(-1)
 
 
 def laplace_ar_log_prob(x, logit, mean, log_scale, mix=None):
     """log p(x) per pixel for the zero / discretized-Laplace-on-1..255 likelihood, the
-    Laplace a mixture of two where `mix` is given.
+    Laplace a mixture of two where `mix` is given."""
+    return torch.where(x > 0, F.logsigmoid(logit) + laplace_log_mass(x, mean, log_scale, mix), F.logsigmoid(-logit))
 
+
+def laplace_log_mass(x, mean, log_scale, mix=None):
+    """log of the discretized Laplace's (or mixture of two's) mass of values x in 1..255.
     As in constriction's QuantizedLaplace(1, 255), the bins 1 and 255 take the Laplace's
     tails below 1.5 and above 254.5."""
     xf = x.to(mean.dtype).unsqueeze(-1)
@@ -98,28 +118,33 @@ def laplace_ar_log_prob(x, logit, mean, log_scale, mix=None):
     hi = torch.where(xf >= 255, 1e6, xf + 0.5)
     values = log_laplace_mass(lo, hi, mean, log_scale.exp())
     if mix is None:
-        values = values[..., 0]
-    else:
-        values = torch.logsumexp(values + torch.stack([F.logsigmoid(mix), F.logsigmoid(-mix)], -1), -1)
-    return torch.where(x > 0, F.logsigmoid(logit) + values, F.logsigmoid(-logit))
+        return values[..., 0]
+    return torch.logsumexp(values + torch.stack([F.logsigmoid(mix), F.logsigmoid(-mix)], -1), -1)
 
 
 class VAE(nn.Module):
     def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32,
-                 context=LEFT_UP, layers=2, components=1):
+                 context=LEFT_UP, layers=2, components=1, zero_hidden=None):
         super().__init__()
         assert all(di + dj < 0 for di, dj in context), "context must lie on earlier anti-diagonals"
         self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
                            features=features, head_hidden=head_hidden, context=[list(c) for c in context],
                            layers=layers, components=components)
+        if zero_hidden:  # (earlier models' configs have no such key)
+            self.config["zero_hidden"] = zero_hidden
         self.context = tuple(tuple(c) for c in context)
         self.likelihood = likelihood
         self.latent = latent
         self.features = 1 if likelihood == "bernoulli" else features
         self.encoder = mlp([PIXELS] + [hidden] * layers + [2 * latent])
         self.decoder = mlp([latent] + [hidden] * layers + [PIXELS * self.features])
+        self.zero_head = None
         if likelihood == "laplace_ar":
-            self.head = mlp([self.features + len(context), head_hidden, head_hidden, 3 * components])
+            inputs = self.features + len(context)
+            # With zero_hidden, a small head of its own gives the nonzero logit.
+            if zero_hidden:
+                self.zero_head = mlp([inputs, zero_hidden, 1])
+            self.head = mlp([inputs, head_hidden, head_hidden, 3 * components - bool(zero_hidden)])
 
     def encoder_input(self, x):
         x = x.reshape(x.shape[0], PIXELS).to(torch.get_default_dtype())
@@ -135,7 +160,8 @@ class VAE(nn.Module):
         if self.likelihood == "bernoulli":
             target = x.reshape(x.shape[0], PIXELS).to(out.dtype)
             return -F.binary_cross_entropy_with_logits(out, target, reduction="none").sum(-1)
-        return head_log_likelihood(self.head, self.context, x, out.reshape(x.shape[0], PIXELS, self.features))
+        return head_log_likelihood(self.head, self.context, x, out.reshape(x.shape[0], PIXELS, self.features),
+                                   self.zero_head)
 
     def elbo_terms(self, x, samples=1):
         """(log p(x|z), KL(q||p)) per image in nats, z drawn from q."""
@@ -240,7 +266,10 @@ class ExactColumns:
     as columns, one column per pixel: (in + 1, m) on the activation grid, the last row
     all ones. Each layer is then one product (out + 1, in + 1) @ (in + 1, m), its bias in
     the last column and a last row that carries the ones on; the columns go through in
-    blocks small enough that every layer's output stays in cache."""
+    blocks small enough that every layer's output stays in cache. The hidden activations
+    go between layers as counts of ACT_GRID, so that rounding them is one np.rint: the
+    first layer's weights and the hidden layers' biases are scaled up by 1 / ACT_GRID,
+    the last layer's weights down, by powers of two, which changes no bit of the sums."""
 
     BLOCK = 1024
 
@@ -249,9 +278,11 @@ class ExactColumns:
         self.matrices = []
         for i, m in enumerate(linears):
             check_fan_in(m.in_features + 1)
-            w, b = weights_on_grid(m)
-            a = np.concatenate([w.numpy(), b.numpy()[:, None]], 1)
-            if i < len(linears) - 1:
+            w, b = (t.numpy() for t in weights_on_grid(m))
+            last = i == len(linears) - 1
+            w = w * (1 / ACT_GRID if i == 0 else 1) * (ACT_GRID if last else 1)
+            a = np.concatenate([w, (b if last else b / ACT_GRID)[:, None]], 1)
+            if not last:
                 a = np.concatenate([a, np.eye(1, a.shape[1], a.shape[1] - 1)])
             self.matrices.append(a)
 
@@ -261,7 +292,8 @@ class ExactColumns:
             h = x[:, start:start + self.BLOCK]
             for m in self.matrices[:-1]:
                 h = m @ h
-                onto_grid(h)
+                np.clip(h, 0.0, ACT_LIMIT / ACT_GRID, out=h)  # the ReLU and the limit of onto_grid
+                np.rint(h, out=h)
             np.matmul(self.matrices[-1], h, out=out[:, start:start + self.BLOCK])
         return out
 
@@ -300,15 +332,20 @@ def transposed_layer(w, b, stride: int, padding: int):
     return apply
 
 
-def exact_pixel_params(head: ExactColumns, feats: np.ndarray, nbrs: np.ndarray):
-    """The laplace_ar head on the features (F, k, n) and context values / 256 (C, k, n)
-    of k pixels in n images -> pixel_params as numpy, each (k, n) or (k, n, K)."""
+def exact_pixel_heads(head: ExactColumns, feats: np.ndarray, nbrs: np.ndarray, zero_head=None):
+    """The laplace_ar heads on the features (F, k, n) and context values / 256 (C, k, n)
+    of k pixels in n images -> the nonzero logits (k, n), and a function from flat
+    indices into (k, n) to those pixels' value_params. With a `zero_head` (which gives
+    the logits) the Laplaces' head runs only on the pixels asked for."""
     x = np.empty((len(feats) + len(nbrs) + 1, feats[0].size))
     x[:len(feats)] = feats.reshape(len(feats), -1)
     onto_grid(x[:len(feats)], -ACT_LIMIT)
     x[len(feats):-1] = nbrs.reshape(len(nbrs), -1)
     x[-1] = 1
-    return pixel_params(np.moveaxis(head(x).reshape(-1, *feats.shape[1:]), 0, -1))
+    if zero_head is None:
+        out = head(x)
+        return out[0].reshape(feats.shape[1:]), lambda pixels: value_params(out[1:, pixels].T)
+    return zero_head(x)[0].reshape(feats.shape[1:]), lambda pixels: value_params(head(x[:, pixels]).T)
 
 
 class ExactVAE:
@@ -324,6 +361,7 @@ class ExactVAE:
         self.encoder = exact_mlp(vae.encoder, largest and largest["encoder"], PIXEL_GRIDS[vae.likelihood])
         self.decoder = exact_mlp(vae.decoder, largest and largest["decoder"], LATENT_GRID)
         self.head = ExactColumns(vae.head) if vae.likelihood == "laplace_ar" else None
+        self.zero_head = ExactColumns(vae.zero_head) if vae.zero_head is not None else None
 
     def posterior(self, x: np.ndarray):
         """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent), float32 from
@@ -336,8 +374,8 @@ class ExactVAE:
         out = self.decoder(z)
         return out if self.likelihood == "bernoulli" else out.reshape(len(z), PIXELS, self.features)
 
-    def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
-        return exact_pixel_params(self.head, feats, nbrs)
+    def pixel_heads(self, feats: np.ndarray, nbrs: np.ndarray):
+        return exact_pixel_heads(self.head, feats, nbrs, self.zero_head)
 
 
 def exact_mlp(seq: nn.Sequential, largest, grid):

@@ -24,7 +24,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from bbans.pixels import context_index
-from models.vae import PIXELS, SIDE, ExactColumns, ExactNet, exact_pixel_params, head_log_likelihood, mlp
+from models.vae import PIXELS, SIDE, ExactColumns, ExactNet, exact_pixel_heads, head_log_likelihood, mlp
 
 GRID = 7
 POSITIONS = GRID * GRID
@@ -180,8 +180,8 @@ class ExactVQVAE:
         # In slices, so that each layer's products for all its taps stay small.
         return torch.cat([self.decoder(part) for part in zq.split(100)]).reshape(len(z), PIXELS, -1).numpy()
 
-    def pixel_params(self, feats: np.ndarray, nbrs: np.ndarray):
-        return exact_pixel_params(self.head, feats, nbrs)
+    def pixel_heads(self, feats: np.ndarray, nbrs: np.ndarray):
+        return exact_pixel_heads(self.head, feats, nbrs)
 
     @torch.no_grad()
     def prior_logits(self, z: np.ndarray, positions) -> np.ndarray:

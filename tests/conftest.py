@@ -27,16 +27,18 @@ WIDE_CONTEXT = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 1), (1, -2))
 
 
 @pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context", "laplace_ar mixture",
-                                        "bernoulli integer", "laplace_ar integer"])
+                                        "laplace_ar zero head", "bernoulli integer", "laplace_ar integer"])
 def tiny_model(request):
     """An untrained small VAE of each likelihood, as the codecs see it: its networks on
     float64 grids, or on integers (calibrated on random images)."""
     torch.manual_seed(1)
     likelihood, _, variant = request.param.partition(" ")
-    extra = {"": {}, "integer": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2)}[variant]
+    extra = {"": {}, "integer": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2),
+             "zero head": dict(components=2, zero_hidden=4)}[variant]
     vae = VAE(likelihood, hidden=32, latent=4, features=2, head_hidden=8, **extra).eval()
     if likelihood == "laplace_ar":  # wide Laplaces, so no pixel is nearly impossible
-        vae.head[-1].bias.data = torch.tensor([0.0, 0.0, 0.3, 0.8, 4.0, 3.0] if variant == "mixture" else [0.0, 0.5, 4.0])
+        biases = {"mixture": [0.0, 0.0, 0.3, 0.8, 4.0, 3.0], "zero head": [0.0, 0.3, 0.8, 4.0, 3.0]}
+        vae.head[-1].bias.data = torch.tensor(biases.get(variant, [0.0, 0.5, 4.0]))
     if variant != "integer":
         return vae, ExactVAE(vae)
     images = torch.from_numpy(images_for(likelihood, 200, seed=9).reshape(-1, 28, 28)).float()

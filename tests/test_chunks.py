@@ -9,7 +9,7 @@ from bbans.bench import mnist_test, npy_bytes
 from bbans.errors import BbansError
 
 MODELS = [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
-          ("mnist", "vae-8bit-mix"), ("mnist", "vqvae-8bit")]
+          ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]
 
 
 @pytest.mark.parametrize("variant, model", MODELS)

@@ -29,7 +29,7 @@ def run_json(*args):
 
 
 @pytest.mark.parametrize("variant, model, picked", [
-    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-mix"), ("fashion-mnist", None, "vae-fashion"),
+    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-sparse"), ("fashion-mnist", None, "vae-fashion"),
     ("mnist", "vqvae-8bit", "vqvae-8bit"), ("mnist-binarized", "vae-binary-fast", "vae-binary-fast")])
 def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked):
     """Each data set gets its own default model (MNIST and Fashion-MNIST are told apart

@@ -21,7 +21,7 @@ def test_evaluate_is_deterministic_and_covers_every_model_of_the_data(data, tmp_
     assert run_json(*args) == first
     rows = first["mnist"]["rows"]
     assert [n for n, r in rows.items() if r["kind"] != "classical"] == [
-        "vae-8bit", "vae-8bit-mix", "vqvae-8bit", "realnvp", "ffjord"]
+        "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vae-8bit-sparse-wide", "vqvae-8bit", "realnvp", "ffjord"]
     for name in ("realnvp", "ffjord"):
         assert rows[name]["nll_bits_per_dim"] > 0 and "coded_bits_per_dim" not in rows[name]
     assert rows["ffjord"]["solver"]["method"] == "dopri5" and rows["ffjord"]["evaluations_per_image"] > 0

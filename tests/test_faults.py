@@ -10,7 +10,8 @@ def files(data):
     return small_files()
 
 
-@pytest.mark.parametrize("name", ["vae-binary", "hvae-binary", "vae-8bit", "vae-8bit-mix", "vqvae-8bit", "xz"])
+@pytest.mark.parametrize("name", ["vae-binary", "hvae-binary", "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vqvae-8bit",
+                                  "xz"])
 def test_every_bad_variant_is_refused(files, name):
     for fault, bad in cases(files[name], payload_step=97).items():
         refused = [outcome(b)[0] for b in bad]

@@ -4,7 +4,7 @@ import torch
 
 from bbans.codecs import CorruptData
 from bbans.vae_codec import VAECodec, batch_schedule
-from models.vae import ExactColumns, ExactNet, pixel_params
+from models.vae import ExactColumns, ExactNet, value_params
 from conftest import bits_of, images_for
 
 
@@ -63,18 +63,26 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
     assert abs(bits - ideal) < 2e-3 * ideal + 64
 
 
-def test_pixel_head_on_columns_is_the_exact_network_whatever_the_blocks(tiny_model, monkeypatch):
-    """The coder's pixel head (models.vae.ExactColumns, pixels as columns, in blocks)
-    gives bit for bit what ExactNet gives on the same pixels as rows."""
+def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_model, monkeypatch):
+    """The coder's pixel heads (models.vae.ExactColumns, pixels as columns, in blocks)
+    give bit for bit what ExactNet gives on the same pixels as rows: the nonzero logit
+    of every pixel, the Laplaces' parameters of the pixels asked for."""
     vae, model = tiny_model
     if model.head is None:
         pytest.skip("a Bernoulli VAE has no pixel head")
     rng = np.random.default_rng(3)
     feats = rng.normal(0, 3, (model.features, 40, 9))
     nbrs = rng.integers(0, 256, (len(model.context), 40, 9)) / 256
-    rows = np.concatenate([feats, nbrs]).reshape(len(feats) + len(nbrs), -1).T
-    reference = pixel_params(ExactNet(vae.head)(torch.from_numpy(rows)).numpy().reshape(40, 9, -1))
+    rows = torch.from_numpy(np.concatenate([feats, nbrs]).reshape(len(feats) + len(nbrs), -1).T)
+    pixels = rng.permutation(40 * 9)[:100]  # some of them, in any order
+    out = ExactNet(vae.head)(rows).numpy()
+    if vae.zero_head is None:
+        logit, values = out[:, 0], value_params(out[pixels, 1:])
+    else:
+        logit, values = ExactNet(vae.zero_head)(rows).numpy()[:, 0], value_params(out[pixels])
     for block in (7, 1024):
         monkeypatch.setattr(ExactColumns, "BLOCK", block)
-        for got, want in zip(model.pixel_params(feats, nbrs), reference):
+        got_logit, values_at = model.pixel_heads(feats, nbrs)
+        assert got_logit.tobytes() == logit.reshape(40, 9).tobytes()
+        for got, want in zip(values_at(pixels), values):
             assert (got is None and want is None) or got.tobytes() == want.tobytes()
