@@ -3,44 +3,222 @@
 Each Linear layer's weights are rounded to integers in [-127, 127], a scale per output,
 and its input to integers: the network's input exactly (it lies on a grid already), the
 hidden activations in [0, 255] on a step calibrated on training images (the largest
-activation seen maps to 255; larger ones clip). The products then sum exactly in
-int32, in any order: with torch's int8 GEMM where it gives the exact sums on this
-machine, else with float32 GEMM, exact as well because every sum stays below 2^24.
-Between layers the sums are rescaled to the next layer's integers in float32, one IEEE
-operation at a time, so every machine gets the same integers and the same outputs, as
-with models.vae.ExactNet, at a tenth of the cost of its float64 products.
+activation seen maps to 255; larger ones clip). The products then sum exactly, in any
+order. Between layers the sums are rescaled to the next layer's integers in float32,
+one IEEE operation at a time, so every machine gets the same integers and the same
+outputs, as with models.vae.ExactNet, at a tenth of the cost of its float64 products.
+
+Several kernels compute the sums (KERNELS): torch's int8 GEMM, float32 GEMM (exact,
+every sum stays below 2^24) and models/_intmm.c on AVX2, which skips the zero
+activations (four fifths of them in the zoo's networks). kernel() takes, of those that
+give the reference's outputs here on extreme operands, the fastest on a fixed set of
+layers, once per process: torch's int8 GEMM is fastest where the CPU has VNNI and runs
+a plain loop, some 50 times slower, where it has not.
 """
 import functools
+import os
+import time
 
 import numpy as np
 import torch
 from torch import nn
 
+try:
+    from models import _intmm  # the C kernel, where it was built (an optional part of the install)
+except ImportError:
+    _intmm = None
+
 FAN_IN_LIMIT = 1024  # 1024 * 128 * 127 < 2^24: float32 sums of the products stay exact
+KERNEL_ENV = "BBANS_KERNEL"  # names the kernel to use instead of the fastest exact one
 
 
-def _int_mm(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return torch._int_mm(q, w)
+class TorchInt8:
+    """torch's int8 GEMM (oneDNN's VNNI kernels where the CPU has them; elsewhere torch
+    falls back to a plain loop, or to kernels whose 16-bit pair sums saturate, which
+    the exactness check catches)."""
+
+    name = "torch-int8"
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            torch._int_mm(torch.zeros(17, 8, dtype=torch.int8), torch.zeros(8, 8, dtype=torch.int8))
+            return True
+        except RuntimeError:
+            return False
+
+    @staticmethod
+    def prepare(layers):
+        return layers
+
+    @staticmethod
+    def run(layers, q: np.ndarray) -> np.ndarray:
+        h = torch.from_numpy(q)
+        for i, (w, multiplier, offset) in enumerate(layers):
+            t = torch._int_mm(h, w) * multiplier
+            t += offset
+            if i == len(layers) - 1:
+                return t.numpy()
+            h = t.clamp_(-128, 127).floor_().to(torch.int8)
 
 
-def _float32_mm(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return (q.float() @ w.float()).to(torch.int32)
+class TorchFloat32:
+    """float32 GEMM (MKL): exact, since every sum stays below 2^24; the activations
+    stay float32 between layers."""
+
+    name = "torch-float32"
+
+    @staticmethod
+    def available() -> bool:
+        return True
+
+    @staticmethod
+    def prepare(layers):
+        return [(w.float(), multiplier, offset) for w, multiplier, offset in layers]
+
+    @staticmethod
+    def run(layers, q: np.ndarray) -> np.ndarray:
+        h = torch.from_numpy(q).float()
+        for i, (w, multiplier, offset) in enumerate(layers):
+            t = h @ w
+            t *= multiplier
+            t += offset
+            if i == len(layers) - 1:
+                return t.numpy()
+            h = t.clamp_(-128, 127).floor_()
+
+
+class SparseAVX2:
+    """models/_intmm.c: sums over the inputs that are not zero activations (most are
+    not), in float32 on AVX2, exact by the bounds given there."""
+
+    name = "avx2-sparse"
+    WIDTH = 32  # the kernel's block of columns
+
+    @staticmethod
+    def available() -> bool:
+        return _intmm is not None and _intmm.available()
+
+    @classmethod
+    def prepare(cls, layers):
+        prepared = []
+        for w, multiplier, offset in layers:
+            k, n = w.shape
+            stride = -(-n // cls.WIDTH) * cls.WIDTH
+            panels = np.zeros((k, stride), np.int8)
+            panels[:, :n] = w.numpy()
+            panels = np.ascontiguousarray(panels.reshape(k, -1, cls.WIDTH).swapaxes(0, 1))
+            columns = [np.zeros(stride, np.float32) for _ in range(3)]
+            for column, values in zip(columns, (multiplier.numpy(), offset.numpy(), 128.0 * w.sum(0, dtype=torch.int64).numpy())):
+                column[:n] = values
+            prepared.append((panels, n, *columns))
+        return prepared
+
+    @staticmethod
+    def run(layers, q: np.ndarray) -> np.ndarray:
+        h = np.ascontiguousarray(q)
+        for i, (panels, n, multiplier, offset, bias128) in enumerate(layers):
+            last = i == len(layers) - 1
+            out = np.empty((len(h), n), np.float32 if last else np.int8)
+            _intmm.layer(h, len(h), h.shape[1], panels, n, multiplier, offset, bias128, out, last)
+            h = out
+        return h
+
+
+KERNELS = (TorchInt8, TorchFloat32, SparseAVX2)
+
+
+def reference(layers, q: np.ndarray) -> np.ndarray:
+    """What every kernel must give, bit for bit: the sums in float64 (exact: they stay
+    far below 2^53), the rescaling in numpy's float32, one operation at a time."""
+    h = q.astype(np.float64)
+    for i, (w, multiplier, offset) in enumerate(layers):
+        t = (h @ w.numpy().astype(np.float64)).astype(np.float32) * multiplier.numpy()
+        t += offset.numpy()
+        if i == len(layers) - 1:
+            return t
+        h = np.floor(np.clip(t, -128, 127)).astype(np.float64)
+
+
+def _test_net(rng, sizes, zero_fraction: float, rows: int):
+    """Random int8 layers, and inputs, that fraction of them -128 (zero activations or
+    pixels), such that that fraction of each hidden layer's outputs are -128 too."""
+    x = rng.integers(-128, 128, (rows, sizes[0]), dtype=np.int8)
+    x[rng.random(x.shape) < zero_fraction] = -128
+    layers, h = [], x.astype(np.float64)
+    for k, n in zip(sizes, sizes[1:]):
+        w = rng.integers(-127, 128, (k, n), dtype=np.int8)
+        sums = h @ w.astype(np.float64)
+        multiplier = (64 / sums.std(0).clip(min=1)).astype(np.float32)
+        offset = (-128 - np.quantile(sums * multiplier, zero_fraction, 0)).astype(np.float32)
+        layers.append((torch.from_numpy(w), torch.from_numpy(multiplier), torch.from_numpy(offset)))
+        h = np.floor(np.clip(sums * multiplier + offset, -128, 127))
+    return layers, x
 
 
 @functools.cache
-def int_matmul():
-    """(m, k) int8 @ (k, n) int8 -> the exact int32 products: torch's int8 GEMM if it
-    agrees with int64 arithmetic on extreme operands, else float32 GEMM."""
+def _extreme_cases():
+    """(layers, inputs, the reference's outputs) on extreme operands: every input at
+    -128 or 127, or at a mix of the extremes, 0 and -1, rows with 518 and 519 inputs at
+    127 among -128s (the sparse kernel's two ways), weights at +-127 and +-1, the
+    largest fan-in; and random layers with sparse and with dense inputs."""
     rng = np.random.default_rng(0)
-    for m, k, n in ((1, 64, 8), (33, FAN_IN_LIMIT, 40)):
-        q = torch.from_numpy(rng.choice(np.array([-128, 127, -1, 0], np.int8), (m, k)))
-        w = torch.from_numpy(rng.choice(np.array([-127, 127, 1], np.int8), (k, n)))
-        try:
-            if not torch.equal(_int_mm(q, w).long(), q.long() @ w.long()):
-                return _float32_mm
-        except RuntimeError:
-            return _float32_mm
-    return _int_mm
+    k = FAN_IN_LIMIT
+    q = rng.choice(np.array([-128, 127, -1, 0], np.int8), (40, k))
+    q[0], q[1], q[2], q[3] = -128, 127, 0, -1
+    for row, count in ((4, 518), (5, 519)):
+        q[row] = -128
+        q[row, rng.permutation(k)[:count]] = 127
+    w = rng.choice(np.array([-127, 127, 1, -1], np.int8), (k, 40))
+    w[:, 0], w[:, 1] = 127, -127
+    one = torch.ones(40, dtype=torch.float32)
+    cases = [([(torch.from_numpy(w), one, torch.zeros(40, dtype=torch.float32))], q),
+             _test_net(rng, (k, 96, 33, 8), 0.8, 50), _test_net(rng, (k, 64, 8), 0.0, 50)]
+    return [(layers, x, reference(layers, x)) for layers, x in cases]
+
+
+def is_exact(kernel) -> bool:
+    """Whether the kernel gives the reference's outputs on the extreme cases."""
+    try:
+        return all(np.array_equal(kernel.run(kernel.prepare(layers), x), want) for layers, x, want in _extreme_cases())
+    except RuntimeError:
+        return False
+
+
+@functools.cache
+def _timing_nets():
+    rng = np.random.default_rng(1)
+    return _test_net(rng, (784, 512, 512, 64), 0.8, 128), _test_net(rng, (40, 512, 512, 784), 0.8, 128)
+
+
+def seconds(kernel, repeat: int = 5) -> float:
+    """The kernel's time for a fixed set of layers shaped like the zoo's MLPs, four
+    fifths of whose pixels and hidden activations are zeros, as in theirs (an encoder's
+    and a decoder's, whose inputs, the latents, are dense), fastest of `repeat`."""
+    prepared = [(kernel.prepare(layers), x) for layers, x in _timing_nets()]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for layers, x in prepared:
+            kernel.run(layers, x)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def kernel():
+    """The kernel for IntNet's products: of those this machine runs exactly, the fastest
+    here (measured once per process), or the one that $BBANS_KERNEL names. They all give
+    the same outputs, so the choice never changes a file, only the speed."""
+    runnable = [k for k in KERNELS if k.available() and is_exact(k)]
+    forced = os.environ.get(KERNEL_ENV)
+    if forced:
+        chosen = [k for k in runnable if k.name == forced]
+        if not chosen:
+            raise RuntimeError(f"{KERNEL_ENV}={forced}: not an exact kernel on this machine "
+                               f"(those are: {', '.join(k.name for k in runnable)})")
+        return chosen[0]
+    return min(runnable, key=seconds) if len(runnable) > 1 else runnable[0]
 
 
 class IntNet:
@@ -63,6 +241,7 @@ class IntNet:
         steps = [grid[0]] + [float(a) / 255 for a in largest[1:]]
         zeros = [grid[1]] + [128] * (len(linears) - 1)
         self.layers = []  # (int8 weights (in, out), float32 multiplier and offset (out,))
+        self.prepared = {}  # kernel name: its form of the layers
         for i, m in enumerate(linears):
             assert m.in_features <= FAN_IN_LIMIT
             w = m.weight.detach().double() * steps[i]  # on integer inputs
@@ -86,13 +265,10 @@ class IntNet:
             np.rint(t, out=t)
             t -= self.grid[1]
             q = np.clip(t, -128, 127, out=t).astype(np.int8)
-        h, mm = torch.from_numpy(q), int_matmul()
-        for i, (w, multiplier, offset) in enumerate(self.layers):
-            t = mm(h, w) * multiplier
-            t += offset
-            if i == len(self.layers) - 1:
-                return t.numpy()
-            h = t.clamp_(-128, 127).floor_().to(torch.int8)  # a - 128
+        use = kernel()
+        if use.name not in self.prepared:
+            self.prepared[use.name] = use.prepare(self.layers)
+        return use.run(self.prepared[use.name], q)
 
 
 def calibrate(net: nn.Module, images: torch.Tensor, batch: int = 1000) -> dict:

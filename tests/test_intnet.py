@@ -1,3 +1,6 @@
+import os
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -38,17 +41,86 @@ def largest_inputs(seq, x):
     return found
 
 
-def test_int8_and_float32_products_give_the_same_outputs(net, monkeypatch):
-    """Whichever exact GEMM this machine has, the outputs are the same, bit for bit."""
-    assert intnet.int_matmul() is intnet._int_mm  # torch's int8 GEMM is exact on this CPU
+def runnable_kernels():
+    return [k for k in intnet.KERNELS if k.available() and intnet.is_exact(k)]
+
+
+@pytest.fixture
+def use_kernel(monkeypatch):
+    """use_kernel(k): IntNet runs on kernel k until the test ends."""
+    def use(k):
+        monkeypatch.setattr(intnet, "kernel", lambda: k)
+    return use
+
+
+def test_every_kernel_gives_the_same_outputs(net, use_kernel):
+    """Whichever exact kernel this machine runs, the outputs are the same, bit for bit,
+    on sparse inputs (most pixels at 0) and on dense ones."""
     x = images(50)
-    grid = PIXEL_GRIDS["laplace_ar"]
-    q = IntNet(net, largest_inputs(net, x / 256), grid)
+    x[:25][np.random.default_rng(5).random((25, x.shape[1])) < 0.8] = 0
+    q = IntNet(net, largest_inputs(net, x / 256), PIXEL_GRIDS["laplace_ar"])
     got = {}
-    for name in ("_int_mm", "_float32_mm"):
-        monkeypatch.setattr(intnet, "int_matmul", lambda name=name: getattr(intnet, name))
-        got[name] = q(x).tobytes()
-    assert got["_int_mm"] == got["_float32_mm"]
+    for k in runnable_kernels():
+        use_kernel(k)
+        got[k.name] = q(x).tobytes()
+    assert len(got) >= 2 and len(set(got.values())) == 1
+
+
+def test_the_avx2_kernel_is_built_where_the_cpu_has_avx2():
+    """The C kernel is part of the install (setup.sh builds it); on an AVX2 CPU it must
+    be there and exact, or the fast path would be lost without a word."""
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    if platform.machine() not in ("x86_64", "AMD64") or " avx2" not in flags:
+        pytest.skip("not an x86-64 CPU with AVX2")
+    assert intnet.SparseAVX2.available() and intnet.is_exact(intnet.SparseAVX2)
+
+
+def test_every_kernel_matches_the_reference_on_the_extreme_cases():
+    """The exactness check itself: the reference's sums are those of int64 arithmetic."""
+    for layers, x, want in intnet._extreme_cases()[:1]:
+        w, multiplier, offset = layers[0]
+        assert np.array_equal(want, (x.astype(np.int64) @ w.numpy().astype(np.int64)).astype(np.float32))
+    for k in runnable_kernels():
+        assert intnet.is_exact(k)
+
+
+def test_a_kernel_that_is_not_exact_is_never_chosen(monkeypatch):
+    class Wrong(intnet.TorchFloat32):
+        """float32 products where one sum is off by one: as a GEMM that saturates."""
+        name = "wrong"
+
+        @staticmethod
+        def run(layers, q):
+            out = intnet.TorchFloat32.run(layers, q)
+            out.flat[0] += 1
+            return out
+
+    assert not intnet.is_exact(Wrong)
+    monkeypatch.setattr(intnet, "KERNELS", (Wrong, intnet.TorchFloat32))
+    monkeypatch.setattr(intnet, "seconds", lambda k: 0.0 if k is Wrong else 1.0)  # faster, but wrong
+    intnet.kernel.cache_clear()
+    try:
+        assert intnet.kernel() is intnet.TorchFloat32
+        monkeypatch.setenv(intnet.KERNEL_ENV, "wrong")
+        intnet.kernel.cache_clear()
+        with pytest.raises(RuntimeError, match="not an exact kernel"):
+            intnet.kernel()
+    finally:
+        intnet.kernel.cache_clear()
+
+
+def test_the_fastest_exact_kernel_is_chosen_unless_one_is_named(monkeypatch):
+    runnable = runnable_kernels()
+    times = {k.name: float(i) for i, k in enumerate(reversed(runnable))}
+    monkeypatch.setattr(intnet, "seconds", lambda k: times[k.name])
+    intnet.kernel.cache_clear()
+    try:
+        assert intnet.kernel() is runnable[-1]
+        monkeypatch.setenv(intnet.KERNEL_ENV, runnable[0].name)
+        intnet.kernel.cache_clear()
+        assert intnet.kernel() is runnable[0]
+    finally:
+        intnet.kernel.cache_clear()
 
 
 def test_outputs_do_not_depend_on_the_batch_split(net):
