@@ -61,18 +61,41 @@ def _xz(data: bytes):
     payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
     return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"",
                      container.xz_fingerprint(container.VERSION), b"", payload), \
-        time.perf_counter() - start
+        time.perf_counter() - start, {}
 
 
-def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION) -> bytes:
+def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: dict = None) -> bytes:
     """The payload for images (N, 784) coded with model NAME of the zoo, as format
-    `version` codes them (earlier ones only to check a file's fingerprint)."""
+    `version` codes them (earlier ones only to check a file's fingerprint). With `costs`,
+    adds to it what the coding cost, as _coder_figures takes it."""
     from models.zoo import kind
     model, _ = _load(name, version)
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
+        if costs is not None:
+            costs["latent_bits"] = costs.get("latent_bits", 0) + latent_bits
+            costs["bits"] = costs.get("bits", 0) + 32 * len(words)
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    return _vae_codec(METHODS[kind(name)], model, version).encode(pixels).astype("<u4").tobytes()
+    return _vae_codec(METHODS[kind(name)], model, version).encode(pixels, costs).astype("<u4").tobytes()
+
+
+def _coder_figures(name: str, costs: dict, dims: int) -> dict:
+    """The model's figures on the input as the coder found them, at no extra cost: a
+    VAE's -ELBO (one sample of z per image, on the coder's grid, with its networks on
+    integers; the first images of each chunk left out, which pop nothing), a VQ-VAE's
+    cost and its parts (the whole message); and, for comparison, the figures of the
+    model's card on its test set."""
+    from models.zoo import card
+    if "latent_bits" in costs:
+        out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
+                   pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
+    elif costs.get("images"):
+        out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * formats.PIXELS), elbo_images=costs["images"])
+    else:
+        out = {}
+    tested = card(name)
+    return dict(out, figures="coder", **{k: tested[k] for k in ("test_neg_elbo_bits_per_dim", "test_model_bits_per_dim",
+                                                                "test_nll_bits_per_dim") if k in tested})
 
 
 def _load(name: str, version: int = container.VERSION):
@@ -105,8 +128,10 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
     return hashlib.sha256(prefix + _encode(name, probe(ZOO[name]["binarized"]), version)).digest()[:16]
 
 
-def _encode_job(job) -> bytes:
-    return _encode(*job)
+def _encode_job(job):
+    """(payload, costs) of one chunk."""
+    costs = {}
+    return _encode(*job, costs=costs), costs
 
 
 def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: chunks.Workers,
@@ -124,28 +149,32 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
             sent.append((len(pixels), chunks.pixel_sha(pixels)))
             yield name, pixels
 
-    parts, done, bits = [], 0, 0
-    for message in workers.map(_encode_job, jobs()):
+    parts, done, bits, costs = [], 0, 0, {}
+    for message, cost in workers.map(_encode_job, jobs()):
         count, pixel_sha = sent[len(parts)]
         parts.append(chunks.Chunk(count, message, pixel_sha))
         done, bits = done + count, bits + 8 * len(message)
+        for key, value in cost.items():
+            costs[key] = costs.get(key, 0) + value
         progress(done, n, bits)
     seconds = time.perf_counter() - start
     return Container(METHODS[kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
-                     mark, images.meta, chunks.pack(parts)), seconds
+                     mark, images.meta, chunks.pack(parts)), seconds, _coder_figures(name, costs, images.pixels.size)
 
 
 def _no_progress(done: int, total: int, bits: int):
     pass
 
 
-def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chunks.CHUNK_IMAGES, workers=1,
-             scheduler=None, progress=_no_progress):
+def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=None, chunk_images=chunks.CHUNK_IMAGES,
+             workers=1, scheduler=None, progress=_no_progress):
     """(container bytes, report) for the file `data` (bytes, or a memory map of a large
     file: it is read a chunk at a time). `model` forces a model of the zoo for image
-    input; with `nll_samples` the report adds the model's own figures on the input
-    (models.zoo.figures: a VAE's -ELBO and its importance-weighted NLL bound on
-    `nll_images` of them, default all; a VQ-VAE's cost and its parts). Images are coded
+    input. The report gives the model's figures on the input as the coder found them
+    (_coder_figures); with `full_figures`, the float model's instead (models.zoo.figures:
+    a VAE's -ELBO on every image and, unless `nll_samples` is 0, its importance-weighted
+    NLL bound with that many samples on `nll_images` of them, default all; a VQ-VAE's
+    cost and its parts), which takes several times as long as the coding. Images are coded
     in independent chunks of `chunk_images`, by `workers` processes or on the Dask
     `scheduler` (tcp://host:port); the file does not depend on either. After each chunk
     `progress(images done, images, bits so far)` is called."""
@@ -163,15 +192,19 @@ def compress(data, model=None, nll_samples=0, nll_images=None, chunk_images=chun
             candidates.append(_model(data, images, sha, name, chunk_images, pool, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
-    blob, box, seconds = min(((c.to_bytes(), c, s) for c, s in candidates), key=lambda e: len(e[0]))
+    blob, box, seconds, coded = min(((c.to_bytes(), c, s, f) for c, s, f in candidates), key=lambda e: len(e[0]))
     dims = images.pixels.size if images is not None else len(data)
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds,
                   chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.model else 0)
-    if nll_samples and box.model:
+    if full_figures and box.model:
         from models.zoo import figures
-        report.update(figures(box.model, images.pixels, nll_samples, nll_images))
+        start = time.perf_counter()
+        report.update(figures(box.model, images.pixels, nll_samples, nll_images), figures="full",
+                      figures_seconds=time.perf_counter() - start)
+    else:
+        report.update(coded)
     return blob, report
 
 

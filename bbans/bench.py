@@ -3,6 +3,7 @@ binarized MNIST and Fashion-MNIST."""
 import bz2
 import gzip
 import io
+import json
 import lzma
 import math
 import multiprocessing
@@ -110,7 +111,11 @@ def fastest(run, repeat: int):
 
 
 def compress_measured(data: bytes, model: str, repeat: int):
-    return *fastest(lambda: api.compress(data, model=model), repeat), peak_rss_mb()
+    """(file, report of the fastest run, with the machine it ran on (models.intnet.machine),
+    peak MB)."""
+    from models.intnet import machine
+    blob, report = fastest(lambda: api.compress(data, model=model), repeat)
+    return blob, dict(report, machine=machine()), peak_rss_mb()
 
 
 def decompress_measured(blob: bytes, repeat: int):
@@ -139,7 +144,8 @@ def bbans_row(images: np.ndarray, model: str) -> dict:
     fig = figures(model, images.reshape(n, -1), nll_samples=0)
     fig.setdefault("model_bits_per_dim", fig.get("neg_elbo_bits_per_dim"))  # a VAE's cost is its -ELBO
     return dict(
-        model=model, bits_per_dim=report["bits_per_dim"], compressed_bytes=report["compressed_bytes"],
+        model=model, machine=report["machine"], bits_per_dim=report["bits_per_dim"],
+        compressed_bytes=report["compressed_bytes"],
         compress_images_per_s=n / report["seconds"], decompress_images_per_s=n / back["seconds"],
         compress_peak_rss_mb=compress_peak, decompress_peak_rss_mb=decompress_peak,
         **fig,
@@ -193,6 +199,9 @@ def table(results: dict) -> str:
     for variant, r in results.items():
         width = max(map(len, r["codecs"]))
         lines.append(f"{variant}: {r['images']} test images, {r['dims']} dims")
+        for m in dict.fromkeys(json.dumps(c["machine"]) for c in r["codecs"].values() if "machine" in c):
+            m = json.loads(m)
+            lines.append(f"  bbans on {m['cpu']} ({m['simd']}; torch at {m['torch_simd']}), kernel {m['kernel']}")
         lines.append(f"  {'codec':{width}} {'bits/dim':>9} {'model':>7} {'NLL':>7} {'compress/s':>11}"
                      f" {'decompress/s':>13} {'comp MB':>8} {'decomp MB':>10}")
         for name, c in r["codecs"].items():

@@ -90,11 +90,18 @@ class VAECodec:
         posterior = self.posterior if bits_back_from_stack else self.mode
         return bits_back(self.buckets.prior((n, self.model.latent)), self.likelihood, posterior)
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, 784) -> the message as uint32 words."""
+    def encode(self, images: np.ndarray, costs: dict = None) -> np.ndarray:
+        """uint8 (N, 784) -> the message as uint32 words. With `costs`, adds to its
+        "images" and "bits" what the batches after the first cost: the bits they add to
+        the message, their -log2 p(x|z) - log2 p(z) + log2 q(z|x) at the coder's z (the
+        first batch pops nothing)."""
         message = new_message()
         for start, size in batch_schedule(len(images), self.largest_batch, self.fraction):
+            before = message.num_valid_bits()
             self.image_codec(size, start > 0).push(message, images[start:start + size])
+            if costs is not None and start > 0:
+                costs["images"] = costs.get("images", 0) + size
+                costs["bits"] = costs.get("bits", 0) + message.num_valid_bits() - before
         return message.get_compressed()
 
     def decode(self, words: np.ndarray, n: int) -> np.ndarray:

@@ -17,6 +17,7 @@ a plain loop, some 50 times slower, where it has not.
 """
 import functools
 import os
+import platform
 import time
 
 import numpy as np
@@ -290,3 +291,16 @@ def calibrate(net: nn.Module, images: torch.Tensor, batch: int = 1000) -> dict:
     for h in hooks:
         h.remove()
     return largest
+
+
+def machine() -> dict:
+    """What a speed measured here depends on: the CPU, its SIMD level (from its flags),
+    the level torch's kernels use (lower where ATEN_CPU_CAPABILITY says so) and the
+    kernel IntNet uses."""
+    info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.processor() or platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    simd = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2 VNNI" if "avx_vnni" in flags
+            else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2" if flags else "unknown")
+    return dict(cpu=name, simd=simd, torch_simd=torch.backends.cpu.get_cpu_capability(), kernel=kernel().name)

@@ -7,12 +7,13 @@ import pytest
 from click.testing import CliRunner
 
 from bbans import bench
+from models import intnet
 from cli import main
 
 IMAGE_ROWS = [f"{name} ({layout})" for name in bench.IMAGE_FORMATS for layout in ("per image", "one image")]
 CLASSICAL_ROWS = list(bench.BYTE_CODECS) + IMAGE_ROWS
 RATE_KEYS = {"bits_per_dim", "compressed_bytes", "compress_images_per_s", "decompress_images_per_s"}
-BBANS_KEYS = RATE_KEYS | {"model", "model_bits_per_dim", "card_nll_bits_per_dim", "compress_peak_rss_mb",
+BBANS_KEYS = RATE_KEYS | {"model", "machine", "model_bits_per_dim", "card_nll_bits_per_dim", "compress_peak_rss_mb",
                           "decompress_peak_rss_mb", "first_1_bits_per_dim", "first_100_bits_per_dim"}
 
 
@@ -65,8 +66,10 @@ def test_binarized_bench_json(binarized_run):
         assert 0 < row["bits_per_dim"] < 8 and row["first_1_bits_per_dim"] > row["first_100_bits_per_dim"] > 0
         # a process that loads torch and a model: tens of MB at least, and not gigabytes for 20 images
         assert 50 < row["compress_peak_rss_mb"] < 2000 and 50 < row["decompress_peak_rss_mb"] < 2000
+        # the speeds say where they were measured: this CPU, and the kernel of this process's choice
+        assert row["machine"]["cpu"] and row["machine"]["kernel"] in {k.name for k in intnet.KERNELS}
     text = bench.table(results)
-    assert "comp MB" in text and "decomp MB" in text
+    assert "comp MB" in text and "decomp MB" in text and f"kernel {row['machine']['kernel']}" in text
     assert all(name in text for name in r["codecs"])
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from bbans.api import METHODS
 from bbans.bench import mnist_test, npy_bytes
 from cli import main
-from models.zoo import kind
+from models.zoo import card, kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model
     src = tmp_path / "digits.npy"
     np.save(src, mnist_test(variant, 10000))
     original = src.read_bytes()
-    r = run_json("compress", src, "--nll-samples", 1, *(["--model", model] if model else []))
+    r = run_json("compress", src, *(["--model", model] if model else []))
     packed = tmp_path / "digits.npy.bbans"
     assert r["model"] == picked and r["method"] == METHODS[kind(picked)]
     assert r["n_images"] == 10000 and r["n_dims"] == 7840000
@@ -54,6 +54,22 @@ def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model
     src.unlink()
     d = run_json("decompress", packed)
     assert d["output"] == str(src) and src.read_bytes() == original
+
+
+@pytest.mark.parametrize("variant", ["mnist-binarized", "mnist"])
+def test_the_coders_elbo_is_the_float_models(data, tmp_path, variant):
+    """The -ELBO the coder finds (its costs at its own z, free) is within 1% of the float
+    model's, which --full-figures computes afresh; the report says which it gives, the
+    card's test-set NLL beside the former, and the wall time beside the coding time."""
+    src = tmp_path / "digits.npy"
+    np.save(src, mnist_test(variant, 2000))
+    coded = run_json("compress", src)
+    full = run_json("compress", src, "--force", "--full-figures", "--nll-samples", 0)
+    assert coded["figures"] == "coder" and full["figures"] == "full" and "nll_bits_per_dim" not in full
+    assert coded["neg_elbo_bits_per_dim"] == pytest.approx(full["neg_elbo_bits_per_dim"], rel=0.01)
+    assert coded["elbo_images"] == 2000 - 1  # all but the first, which pops nothing
+    assert coded["test_nll_bits_per_dim"] == card(coded["model"])["test_nll_bits_per_dim"]
+    assert coded["wall_seconds"] > coded["seconds"] > 0
 
 
 def test_a_method_that_does_not_match_the_model_is_refused(data, tmp_path):
@@ -226,13 +242,13 @@ def test_an_interrupt_leaves_no_output(data, tmp_path):
     import signal
     import time
     src = tmp_path / "d.npy"
-    np.save(src, mnist_test("mnist", 10000))
+    np.save(src, np.concatenate([mnist_test("mnist", 10000)] * 4))
     # Started as a shell starts it, with SIGINT at its default: a child inherits an ignored
     # SIGINT, and Python then leaves it ignored (something earlier in the run may ignore it).
     proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "compress", str(src)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(4)  # past start-up, inside the coding of 10,000 images
+    time.sleep(4)  # past start-up, inside the coding of 40,000 images
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err == "bbans: error: interrupted; nothing written\n"
