@@ -7,33 +7,34 @@
  *
  * Most inputs are zero activations, q = -128 (a ReLU's zero less IntNet's zero point
  * 128), or zero pixels. So each row sums over its inputs that are not -128 the products
- * (q + 128) w, in float32 with FMA, and s is that sum less 128 times the column's sum
- * of weights (`bias128`); or, where more of its inputs are 0 than -128, over those that
- * are not 0 the products q w. Either way every product is an integer of at most 255 x
- * 127, and the float32 sums are exact (so their order does not matter) while they stay
- * below 2^24: the second way for any k up to 1024 (1024 x 128 x 127 < 2^24), the first
- * for rows with at most 518 such inputs (518 x 255 x 127 < 2^24; a row with more takes
- * the second way). Then s, below 2^24, is exact too.
+ * (q + 128) w, and s is that sum less 128 times the column's sum of weights
+ * (`bias128`); or, where fewer of its inputs are not 0, over those the products q w.
+ * Two such inputs at a time go through vpmaddwd (16-bit products, summed in pairs into
+ * int32), the two weight rows interleaved as it needs them. The sums are exact in int32
+ * (at most 1024 x 255 x 127 < 2^31) and s is below 2^24 (1024 x 128 x 127), so float32
+ * holds it exactly.
  *
  * The rescaling uses no FMA (the code below has none, and contraction is off), so every
  * machine with AVX2 gets the same bits as IntNet's other kernels.
  *
- * Weights come from models.intnet: float32 (k, n rounded up to 32), the same for the
- * per-column multiplier, offset and bias128. */
+ * Weights come from models.intnet.SparseAVX2.prepare: int16, in panels of 32 columns
+ * (k, 32), the columns of each half in the order 0-3, 8-11, 4-7, 12-15 that the
+ * interleaving puts back in order; the per-column multiplier and offset float32 and
+ * bias128 int32, n rounded up to 32. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
-#define AVX2 __attribute__((target("avx2,fma,bmi,popcnt")))
+#define AVX2 __attribute__((target("avx2,bmi,popcnt")))
 #define WIDTH 32        /* columns of a block: four vectors of 8 */
 #define GROUP 64        /* rows whose nonzero inputs are listed at a time */
-#define SHIFTED_MAX 518 /* inputs a row may sum the first way */
 
-/* The inputs of row q (k of them) that are not `zero`, as indices and as float values
- * less `zero`; returns how many. */
-AVX2 static int nonzero(const int8_t *q, int k, int8_t zero, int32_t *index, float *value)
+/* The inputs of row q (k of them) that are not `zero`: their indices, and their values
+ * less `zero` in pairs (the first of each pair in the low half), an odd one out paired
+ * with input 0 at value 0. Returns the number of pairs. */
+AVX2 static int nonzero(const int8_t *q, int k, int8_t zero, int32_t *index, int16_t *value)
 {
     int count = 0, j = 0;
     __m256i z = _mm256_set1_epi8(zero);
@@ -43,16 +44,20 @@ AVX2 static int nonzero(const int8_t *q, int k, int8_t zero, int32_t *index, flo
         while (mask) {
             int b = __builtin_ctz(mask);
             index[count] = j + b;
-            value[count++] = (float)(q[j + b] - zero);
+            value[count++] = (int16_t)(q[j + b] - zero);
             mask &= mask - 1;
         }
     }
     for (; j < k; j++)
         if (q[j] != zero) {
             index[count] = j;
-            value[count++] = (float)(q[j] - zero);
+            value[count++] = (int16_t)(q[j] - zero);
         }
-    return count;
+    if (count % 2) {
+        index[count] = 0;
+        value[count++] = 0;
+    }
+    return count / 2;
 }
 
 AVX2 static int count_not(const int8_t *q, int k, int8_t zero)
@@ -67,67 +72,51 @@ AVX2 static int count_not(const int8_t *q, int k, int8_t zero)
     return count;
 }
 
-/* The sums of one row over its listed inputs, for the WIDTH columns of w (row stride
- * `stride`) from column c: two sets of accumulators, taking the inputs in turn, so that
- * eight FMA chains run at once. */
-AVX2 static inline __m256 column8(const int8_t *w)
+/* The int32 sums of one row over its pairs of inputs for the WIDTH columns of a panel. */
+AVX2 static inline void sums(const int32_t *index, const int16_t *value, int pairs, const int16_t *w, __m256i out[4])
 {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)w)));
-}
-
-AVX2 static inline void sums(const int32_t *index, const float *value, int count, const int8_t *w, Py_ssize_t stride,
-                             __m256 out[4])
-{
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    int i = 0;
-    for (; i + 2 <= count; i += 2) {
-        const int8_t *r = w + index[i] * stride, *s = w + index[i + 1] * stride;
-        __m256 x = _mm256_set1_ps(value[i]), y = _mm256_set1_ps(value[i + 1]);
-        a0 = _mm256_fmadd_ps(x, column8(r), a0);
-        a1 = _mm256_fmadd_ps(x, column8(r + 8), a1);
-        a2 = _mm256_fmadd_ps(x, column8(r + 16), a2);
-        a3 = _mm256_fmadd_ps(x, column8(r + 24), a3);
-        b0 = _mm256_fmadd_ps(y, column8(s), b0);
-        b1 = _mm256_fmadd_ps(y, column8(s + 8), b1);
-        b2 = _mm256_fmadd_ps(y, column8(s + 16), b2);
-        b3 = _mm256_fmadd_ps(y, column8(s + 24), b3);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < pairs; i++) {
+        const int16_t *r = w + index[2 * i] * WIDTH, *s = w + index[2 * i + 1] * WIDTH;
+        int32_t pair;
+        memcpy(&pair, value + 2 * i, 4);
+        __m256i x = _mm256_set1_epi32(pair);
+        __m256i r0 = _mm256_loadu_si256((const __m256i *)r), r1 = _mm256_loadu_si256((const __m256i *)(r + 16));
+        __m256i s0 = _mm256_loadu_si256((const __m256i *)s), s1 = _mm256_loadu_si256((const __m256i *)(s + 16));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x, _mm256_unpacklo_epi16(r0, s0)));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x, _mm256_unpackhi_epi16(r0, s0)));
+        a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(x, _mm256_unpacklo_epi16(r1, s1)));
+        a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(x, _mm256_unpackhi_epi16(r1, s1)));
     }
-    if (i < count) {
-        const int8_t *r = w + index[i] * stride;
-        __m256 x = _mm256_set1_ps(value[i]);
-        a0 = _mm256_fmadd_ps(x, column8(r), a0);
-        a1 = _mm256_fmadd_ps(x, column8(r + 8), a1);
-        a2 = _mm256_fmadd_ps(x, column8(r + 16), a2);
-        a3 = _mm256_fmadd_ps(x, column8(r + 24), a3);
-    }
-    out[0] = _mm256_add_ps(a0, b0);
-    out[1] = _mm256_add_ps(a1, b1);
-    out[2] = _mm256_add_ps(a2, b2);
-    out[3] = _mm256_add_ps(a3, b3);
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
 }
 
 typedef struct {
     const int8_t *q;
     Py_ssize_t rows, k, n, stride; /* stride: n rounded up to WIDTH */
-    const int8_t *w;
-    const float *multiplier, *offset, *bias128;
+    const int16_t *w;
+    const float *multiplier, *offset;
+    const int32_t *bias128;
     void *out;
     int last;
-    int32_t *index; /* GROUP x k */
-    float *value;
+    int32_t *index; /* GROUP x (k + 1) */
+    int16_t *value;
     int count[GROUP], shifted[GROUP];
 } Layer;
 
 /* The rescaled outputs of one row for the block at column c, from its sums. */
-AVX2 static void store(const Layer *L, Py_ssize_t row, Py_ssize_t c, __m256 s[4], int shifted)
+AVX2 static void store(const Layer *L, Py_ssize_t row, Py_ssize_t c, __m256i s[4], int shifted)
 {
     float t[WIDTH];
     __m256 lo = _mm256_set1_ps(-128.0f), hi = _mm256_set1_ps(127.0f);
     for (int v = 0; v < 4; v++) {
-        __m256 x = s[v];
+        __m256i sum = s[v];
         if (shifted)
-            x = _mm256_sub_ps(x, _mm256_loadu_ps(L->bias128 + c + 8 * v));
-        x = _mm256_mul_ps(x, _mm256_loadu_ps(L->multiplier + c + 8 * v));
+            sum = _mm256_sub_epi32(sum, _mm256_loadu_si256((const __m256i *)(L->bias128 + c + 8 * v)));
+        __m256 x = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_loadu_ps(L->multiplier + c + 8 * v));
         x = _mm256_add_ps(x, _mm256_loadu_ps(L->offset + c + 8 * v));
         if (!L->last)
             x = _mm256_floor_ps(_mm256_min_ps(_mm256_max_ps(x, lo), hi));
@@ -160,14 +149,13 @@ AVX2 static void layer(Layer *L)
         int m = L->rows - r0 < GROUP ? (int)(L->rows - r0) : GROUP;
         for (int r = 0; r < m; r++) {
             const int8_t *q = L->q + (r0 + r) * L->k;
-            int shifted = count_not(q, k, -128);
-            L->shifted[r] = shifted <= SHIFTED_MAX && shifted < count_not(q, k, 0);
-            L->count[r] = nonzero(q, k, L->shifted[r] ? -128 : 0, L->index + r * L->k, L->value + r * L->k);
+            L->shifted[r] = count_not(q, k, -128) < count_not(q, k, 0);
+            L->count[r] = nonzero(q, k, L->shifted[r] ? -128 : 0, L->index + r * (L->k + 1), L->value + r * (L->k + 1));
         }
         for (Py_ssize_t c = 0; c < L->n; c += WIDTH)
             for (int r = 0; r < m; r++) {
-                __m256 s[4];
-                sums(L->index + r * L->k, L->value + r * L->k, L->count[r], L->w + c * L->k, WIDTH, s);
+                __m256i s[4];
+                sums(L->index + r * (L->k + 1), L->value + r * (L->k + 1), L->count[r], L->w + c * L->k, s);
                 store(L, r0 + r, c, s, L->shifted[r]);
             }
     }
@@ -198,12 +186,12 @@ static PyObject *py_layer(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad shape");
         goto done;
     }
-    if (!need(&q, L.rows * L.k, "q") || !need(&w, L.k * L.stride, "weights")
+    if (!need(&q, L.rows * L.k, "q") || !need(&w, 2 * L.k * L.stride, "weights")
         || !need(&mult, 4 * L.stride, "multiplier") || !need(&off, 4 * L.stride, "offset")
         || !need(&b128, 4 * L.stride, "bias128") || !need(&out, L.rows * L.n * (L.last ? 4 : 1), "out"))
         goto done;
-    L.index = PyMem_RawMalloc(sizeof(int32_t) * GROUP * L.k);
-    L.value = PyMem_RawMalloc(sizeof(float) * GROUP * L.k);
+    L.index = PyMem_RawMalloc(sizeof(int32_t) * GROUP * (L.k + 1));
+    L.value = PyMem_RawMalloc(sizeof(int16_t) * GROUP * (L.k + 1));
     if (!L.index || !L.value) {
         PyErr_NoMemory();
         goto done;
@@ -233,8 +221,8 @@ done:
 static PyObject *py_available(PyObject *self, PyObject *args)
 {
     __builtin_cpu_init();
-    return PyBool_FromLong(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                           && __builtin_cpu_supports("bmi") && __builtin_cpu_supports("popcnt"));
+    return PyBool_FromLong(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi")
+                           && __builtin_cpu_supports("popcnt"));
 }
 
 static PyMethodDef methods[] = {

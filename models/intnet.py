@@ -91,10 +91,12 @@ class TorchFloat32:
 
 class SparseAVX2:
     """models/_intmm.c: sums over the inputs that are not zero activations (most are
-    not), in float32 on AVX2, exact by the bounds given there."""
+    not), two at a time with AVX2's 16-bit multiply-adds, exact in int32."""
 
     name = "avx2-sparse"
-    WIDTH = 32  # the kernel's block of columns
+    WIDTH = 32  # the kernel's panel of columns
+    # the order of each half-panel's 16 columns that the kernel's interleaving puts back in order
+    ORDER = np.r_[0:4, 8:12, 4:8, 12:16]
 
     @staticmethod
     def available() -> bool:
@@ -106,13 +108,13 @@ class SparseAVX2:
         for w, multiplier, offset in layers:
             k, n = w.shape
             stride = -(-n // cls.WIDTH) * cls.WIDTH
-            panels = np.zeros((k, stride), np.int8)
+            panels = np.zeros((k, stride), np.int16)
             panels[:, :n] = w.numpy()
-            panels = np.ascontiguousarray(panels.reshape(k, -1, cls.WIDTH).swapaxes(0, 1))
-            columns = [np.zeros(stride, np.float32) for _ in range(3)]
-            for column, values in zip(columns, (multiplier.numpy(), offset.numpy(), 128.0 * w.sum(0, dtype=torch.int64).numpy())):
+            panels = panels.reshape(k, -1, 16)[:, :, cls.ORDER].reshape(k, -1, cls.WIDTH)
+            columns = [np.zeros(stride, t) for t in (np.float32, np.float32, np.int32)]
+            for column, values in zip(columns, (multiplier.numpy(), offset.numpy(), 128 * w.sum(0, dtype=torch.int32).numpy())):
                 column[:n] = values
-            prepared.append((panels, n, *columns))
+            prepared.append((np.ascontiguousarray(panels.swapaxes(0, 1)), n, *columns))
         return prepared
 
     @staticmethod
@@ -304,3 +306,12 @@ def machine() -> dict:
     simd = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2 VNNI" if "avx_vnni" in flags
             else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2" if flags else "unknown")
     return dict(cpu=name, simd=simd, torch_simd=torch.backends.cpu.get_cpu_capability(), kernel=kernel().name)
+
+
+if __name__ == "__main__":  # python -m models.intnet: the kernels here, and the one chosen
+    import json
+    for k in KERNELS:
+        exact = k.available() and is_exact(k)
+        print(f"{k.name:14} {'exact' if exact else 'not exact' if k.available() else 'not available':13}"
+              + (f" {seconds(k) * 1e3:7.2f} ms on the timing layers" if exact else ""))
+    print(json.dumps(machine()))

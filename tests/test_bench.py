@@ -121,3 +121,18 @@ def test_peak_memory_is_the_child_s_own():
     parent = bench.peak_rss_mb()
     del ballast
     assert parent > 400 and 0 < child < parent - 300
+
+
+def test_a_card_gives_each_machine_its_speed():
+    """A card keeps one speed per machine (CPU, SIMD level, torch's level, kernel), and
+    its markdown names each."""
+    from models.card import markdown
+    from models.zoo import card
+    c = card("hvae-binary")
+    avx2 = dict(cpu="Some CPU", simd="AVX2", torch_simd="AVX2", kernel="avx2-sparse")
+    vnni = dict(avx2, simd="AVX-512 VNNI", torch_simd="AVX512", kernel="torch-int8")
+    c["speeds"] = [dict(machine=avx2, compress_images_per_s=21000, decompress_images_per_s=22000),
+                   dict(machine=vnni, compress_images_per_s=31000, decompress_images_per_s=32000)]
+    text = markdown(c)
+    assert "21,000 images/s to compress, 22,000 to decompress on Some CPU (AVX2; torch at AVX2, kernel avx2-sparse)" in text
+    assert "31,000 images/s to compress" in text and "kernel torch-int8" in text
