@@ -97,7 +97,7 @@ def test_a_kernel_that_is_not_exact_is_never_chosen(monkeypatch):
 
     assert not intnet.is_exact(Wrong)
     monkeypatch.setattr(intnet, "KERNELS", (Wrong, intnet.TorchFloat32))
-    monkeypatch.setattr(intnet, "seconds", lambda k: 0.0 if k is Wrong else 1.0)  # faster, but wrong
+    monkeypatch.setattr(intnet, "seconds", lambda k, **_: 0.0 if k is Wrong else 1.0)  # faster, but wrong
     intnet.kernel.cache_clear()
     try:
         assert intnet.kernel() is intnet.TorchFloat32
@@ -109,10 +109,28 @@ def test_a_kernel_that_is_not_exact_is_never_chosen(monkeypatch):
         intnet.kernel.cache_clear()
 
 
+def test_a_far_slower_kernel_is_dropped_after_a_first_look(monkeypatch):
+    """A kernel many times slower on a few rows is not timed on the whole set."""
+    timed = []
+
+    def seconds(k, repeat=5, rows=None):
+        timed.append((k.name, rows))
+        return 1.0 if k is intnet.TorchFloat32 else 0.01
+
+    monkeypatch.setattr(intnet, "seconds", seconds)
+    monkeypatch.setattr(intnet, "KERNELS", (intnet.TorchFloat32, Slow := type("Slow", (intnet.TorchFloat32,), {"name": "slow"})))
+    intnet.kernel.cache_clear()
+    try:
+        assert intnet.kernel() is Slow  # faster (in this made-up timing)
+        assert ("torch-float32", None) not in timed and ("slow", None) in timed
+    finally:
+        intnet.kernel.cache_clear()
+
+
 def test_the_fastest_exact_kernel_is_chosen_unless_one_is_named(monkeypatch):
     runnable = runnable_kernels()
     times = {k.name: float(i) for i, k in enumerate(reversed(runnable))}
-    monkeypatch.setattr(intnet, "seconds", lambda k: times[k.name])
+    monkeypatch.setattr(intnet, "seconds", lambda k, **_: times[k.name])
     intnet.kernel.cache_clear()
     try:
         assert intnet.kernel() is runnable[-1]
