@@ -6,6 +6,7 @@ import io
 import lzma
 import struct
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def _xz(data: bytes):
         time.perf_counter() - start, {}
 
 
-def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: dict = None) -> bytes:
+def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None) -> bytes:
     """The payload for images (N, 784) coded with model NAME of the zoo, as format
     `version` codes them (earlier ones only to check a file's fingerprint). With `costs`,
     adds to it what the coding cost, as _coder_figures takes it."""
@@ -73,13 +74,12 @@ def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cos
     if kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         if costs is not None:
-            costs["latent_bits"] = costs.get("latent_bits", 0) + latent_bits
-            costs["bits"] = costs.get("bits", 0) + 32 * len(words)
+            costs.update(latent_bits=latent_bits, bits=32 * len(words))
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
     return _vae_codec(METHODS[kind(name)], model, version).encode(pixels, costs).astype("<u4").tobytes()
 
 
-def _coder_figures(name: str, costs: dict, dims: int) -> dict:
+def _coder_figures(name: str, costs: Counter, dims: int) -> dict:
     """The model's figures on the input as the coder found them, at no extra cost: a
     VAE's -ELBO (one sample of z per image, on the coder's grid, with its networks on
     integers; the first images of each chunk left out, which pop nothing), a VQ-VAE's
@@ -89,7 +89,7 @@ def _coder_figures(name: str, costs: dict, dims: int) -> dict:
     if "latent_bits" in costs:
         out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
                    pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
-    elif costs.get("images"):
+    elif costs["images"]:
         out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * formats.PIXELS), elbo_images=costs["images"])
     else:
         out = {}
@@ -130,7 +130,7 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
 
 def _encode_job(job):
     """(payload, costs) of one chunk."""
-    costs = {}
+    costs = Counter()
     return _encode(*job, costs=costs), costs
 
 
@@ -149,13 +149,12 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
             sent.append((len(pixels), chunks.pixel_sha(pixels)))
             yield name, pixels
 
-    parts, done, bits, costs = [], 0, 0, {}
+    parts, done, bits, costs = [], 0, 0, Counter()
     for message, cost in workers.map(_encode_job, jobs()):
         count, pixel_sha = sent[len(parts)]
         parts.append(chunks.Chunk(count, message, pixel_sha))
         done, bits = done + count, bits + 8 * len(message)
-        for key, value in cost.items():
-            costs[key] = costs.get(key, 0) + value
+        costs.update(cost)
         progress(done, n, bits)
     seconds = time.perf_counter() - start
     return Container(METHODS[kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],

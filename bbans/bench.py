@@ -3,7 +3,6 @@ binarized MNIST and Fashion-MNIST."""
 import bz2
 import gzip
 import io
-import json
 import lzma
 import math
 import multiprocessing
@@ -199,8 +198,8 @@ def table(results: dict) -> str:
     for variant, r in results.items():
         width = max(map(len, r["codecs"]))
         lines.append(f"{variant}: {r['images']} test images, {r['dims']} dims")
-        for m in dict.fromkeys(json.dumps(c["machine"]) for c in r["codecs"].values() if "machine" in c):
-            m = json.loads(m)
+        machines = [c["machine"] for c in r["codecs"].values() if "machine" in c]
+        for m in [m for i, m in enumerate(machines) if m not in machines[:i]]:
             lines.append(f"  bbans on {m['cpu']} ({m['simd']}; torch at {m['torch_simd']}), kernel {m['kernel']}")
         lines.append(f"  {'codec':{width}} {'bits/dim':>9} {'model':>7} {'NLL':>7} {'compress/s':>11}"
                      f" {'decompress/s':>13} {'comp MB':>8} {'decomp MB':>10}")

@@ -25,6 +25,8 @@ probability level (pixels.binary). How they reach the coder depends on the forma
   a level four at a time, the lowest level's near-certain zeros behind a flag per image
   (codecs.mostly_zero), and batches of up to half the images before them.
 """
+from collections import Counter
+
 import numpy as np
 
 from bbans.codecs import Codec, LatentGrid, LatentTables, StdBuckets, affordable, bernoulli, bits_back, chain, check_used_up, \
@@ -90,7 +92,7 @@ class VAECodec:
         posterior = self.posterior if bits_back_from_stack else self.mode
         return bits_back(self.buckets.prior((n, self.model.latent)), self.likelihood, posterior)
 
-    def encode(self, images: np.ndarray, costs: dict = None) -> np.ndarray:
+    def encode(self, images: np.ndarray, costs: Counter = None) -> np.ndarray:
         """uint8 (N, 784) -> the message as uint32 words. With `costs`, adds to its
         "images" and "bits" what the batches after the first cost: the bits they add to
         the message, their -log2 p(x|z) - log2 p(z) + log2 q(z|x) at the coder's z (the
@@ -100,8 +102,7 @@ class VAECodec:
             before = message.num_valid_bits()
             self.image_codec(size, start > 0).push(message, images[start:start + size])
             if costs is not None and start > 0:
-                costs["images"] = costs.get("images", 0) + size
-                costs["bits"] = costs.get("bits", 0) + message.num_valid_bits() - before
+                costs.update(images=size, bits=message.num_valid_bits() - before)
         return message.get_compressed()
 
     def decode(self, words: np.ndarray, n: int) -> np.ndarray:

@@ -54,13 +54,7 @@ class TorchInt8:
 
     @staticmethod
     def run(layers, q: np.ndarray) -> np.ndarray:
-        h = torch.from_numpy(q)
-        for i, (w, multiplier, offset) in enumerate(layers):
-            t = torch._int_mm(h, w) * multiplier
-            t += offset
-            if i == len(layers) - 1:
-                return t.numpy()
-            h = t.clamp_(-128, 127).floor_().to(torch.int8)
+        return _torch_run(layers, torch.from_numpy(q), torch._int_mm, lambda a: a.to(torch.int8))
 
 
 class TorchFloat32:
@@ -79,14 +73,18 @@ class TorchFloat32:
 
     @staticmethod
     def run(layers, q: np.ndarray) -> np.ndarray:
-        h = torch.from_numpy(q).float()
-        for i, (w, multiplier, offset) in enumerate(layers):
-            t = h @ w
-            t *= multiplier
-            t += offset
-            if i == len(layers) - 1:
-                return t.numpy()
-            h = t.clamp_(-128, 127).floor_()
+        return _torch_run(layers, torch.from_numpy(q).float(), torch.mm, lambda a: a)
+
+
+def _torch_run(layers, h: torch.Tensor, product, activations) -> np.ndarray:
+    """The layers on torch: each layer's sums product(h, w), rescaled in float32; a
+    hidden layer's outputs as `activations` takes them."""
+    for i, (w, multiplier, offset) in enumerate(layers):
+        t = product(h, w) * multiplier
+        t += offset
+        if i == len(layers) - 1:
+            return t.numpy()
+        h = activations(t.clamp_(-128, 127).floor_())
 
 
 class SparseAVX2:
@@ -188,10 +186,21 @@ def is_exact(kernel) -> bool:
         return False
 
 
+def exact_kernels() -> list:
+    """The kernels this machine runs, and runs exactly."""
+    return [k for k in KERNELS if k.available() and is_exact(k)]
+
+
 @functools.cache
 def _timing_nets():
     rng = np.random.default_rng(1)
     return _test_net(rng, (784, 512, 512, 64), 0.8, 128), _test_net(rng, (40, 512, 512, 784), 0.8, 128)
+
+
+@functools.cache
+def _timing_forms(kernel):
+    """The timing nets in the kernel's form, prepared once for all its timings."""
+    return [(kernel.prepare(layers), x) for layers, x in _timing_nets()]
 
 
 def seconds(kernel, repeat: int = 5, rows: int = None) -> float:
@@ -199,7 +208,7 @@ def seconds(kernel, repeat: int = 5, rows: int = None) -> float:
     fifths of whose pixels and hidden activations are zeros, as in theirs (an encoder's
     and a decoder's, whose inputs, the latents, are dense), on their first `rows` rows
     (default all 128), fastest of `repeat`."""
-    prepared = [(kernel.prepare(layers), x[:rows]) for layers, x in _timing_nets()]
+    prepared = [(layers, x[:rows]) for layers, x in _timing_forms(kernel)]
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -214,7 +223,7 @@ def kernel():
     """The kernel for IntNet's products: of those this machine runs exactly, the fastest
     here on one thread (measured once per process), or the one that $BBANS_KERNEL names. They all give
     the same outputs, so the choice never changes a file, only the speed."""
-    runnable = [k for k in KERNELS if k.available() and is_exact(k)]
+    runnable = exact_kernels()
     forced = os.environ.get(KERNEL_ENV)
     if forced:
         chosen = [k for k in runnable if k.name == forced]
@@ -310,14 +319,19 @@ def calibrate(net: nn.Module, images: torch.Tensor, batch: int = 1000) -> dict:
     return largest
 
 
+def cpu() -> tuple:
+    """(the CPU's model name, its flags), from /proc/cpuinfo where there is one."""
+    info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.processor() or platform.machine())
+    return name, set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+
+
 def machine() -> dict:
     """What a speed measured here depends on: the CPU, its SIMD level (from its flags),
     the level torch's kernels use (lower where ATEN_CPU_CAPABILITY says so) and the
     kernel IntNet uses."""
-    info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                platform.processor() or platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    name, flags = cpu()
     simd = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2 VNNI" if "avx_vnni" in flags
             else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2" if flags else "unknown")
     return dict(cpu=name, simd=simd, torch_simd=torch.backends.cpu.get_cpu_capability(), kernel=kernel().name)

@@ -1,4 +1,3 @@
-import os
 import platform
 
 import numpy as np
@@ -41,10 +40,6 @@ def largest_inputs(seq, x):
     return found
 
 
-def runnable_kernels():
-    return [k for k in intnet.KERNELS if k.available() and intnet.is_exact(k)]
-
-
 @pytest.fixture
 def use_kernel(monkeypatch):
     """use_kernel(k): IntNet runs on kernel k until the test ends."""
@@ -60,7 +55,7 @@ def test_every_kernel_gives_the_same_outputs(net, use_kernel):
     x[:25][np.random.default_rng(5).random((25, x.shape[1])) < 0.8] = 0
     q = IntNet(net, largest_inputs(net, x / 256), PIXEL_GRIDS["laplace_ar"])
     got = {}
-    for k in runnable_kernels():
+    for k in intnet.exact_kernels():
         use_kernel(k)
         got[k.name] = q(x).tobytes()
     assert len(got) >= 2 and len(set(got.values())) == 1
@@ -69,8 +64,7 @@ def test_every_kernel_gives_the_same_outputs(net, use_kernel):
 def test_the_avx2_kernel_is_built_where_the_cpu_has_avx2():
     """The C kernel is part of the install (setup.sh builds it); on an AVX2 CPU it must
     be there and exact, or the fast path would be lost without a word."""
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    if platform.machine() not in ("x86_64", "AMD64") or " avx2" not in flags:
+    if platform.machine() not in ("x86_64", "AMD64") or "avx2" not in intnet.cpu()[1]:
         pytest.skip("not an x86-64 CPU with AVX2")
     assert intnet.SparseAVX2.available() and intnet.is_exact(intnet.SparseAVX2)
 
@@ -80,7 +74,7 @@ def test_every_kernel_matches_the_reference_on_the_extreme_cases():
     for layers, x, want in intnet._extreme_cases()[:1]:
         w, multiplier, offset = layers[0]
         assert np.array_equal(want, (x.astype(np.int64) @ w.numpy().astype(np.int64)).astype(np.float32))
-    for k in runnable_kernels():
+    for k in intnet.exact_kernels():
         assert intnet.is_exact(k)
 
 
@@ -131,7 +125,7 @@ def test_a_far_slower_kernel_is_dropped_after_a_first_look(monkeypatch):
 
 
 def test_the_fastest_exact_kernel_is_chosen_unless_one_is_named(monkeypatch):
-    runnable = runnable_kernels()
+    runnable = intnet.exact_kernels()
     times = {k.name: float(i) for i, k in enumerate(reversed(runnable))}
     monkeypatch.setattr(intnet, "seconds", lambda k, **_: times[k.name])
     intnet.kernel.cache_clear()
