@@ -19,6 +19,7 @@ import zstandard
 
 from bbans import api, chunks
 from bbans.data import binarize, load_images
+from models.intnet import describe, machine
 
 REPEAT = 3  # runs of bbans each way; the fastest counts
 # name: (data set it is drawn from, binarized), as the zoo's recipes name them
@@ -112,7 +113,6 @@ def fastest(run, repeat: int):
 def compress_measured(data: bytes, model: str, repeat: int):
     """(file, report of the fastest run, with the machine it ran on (models.intnet.machine),
     peak MB)."""
-    from models.intnet import machine
     blob, report = fastest(lambda: api.compress(data, model=model), repeat)
     return blob, dict(report, machine=machine()), peak_rss_mb()
 
@@ -200,7 +200,7 @@ def table(results: dict) -> str:
         lines.append(f"{variant}: {r['images']} test images, {r['dims']} dims")
         machines = [c["machine"] for c in r["codecs"].values() if "machine" in c]
         for m in [m for i, m in enumerate(machines) if m not in machines[:i]]:
-            lines.append(f"  bbans on {m['cpu']} ({m['simd']}; torch at {m['torch_simd']}), kernel {m['kernel']}")
+            lines.append(f"  bbans on {describe(m)}")
         lines.append(f"  {'codec':{width}} {'bits/dim':>9} {'model':>7} {'NLL':>7} {'compress/s':>11}"
                      f" {'decompress/s':>13} {'comp MB':>8} {'decomp MB':>10}")
         for name, c in r["codecs"].items():

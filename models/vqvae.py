@@ -14,7 +14,7 @@ Both priors train beside the autoencoder on its current codes, without gradient 
 
 The cost of an image is -log2 p(z) - log2 p(x | z_q): the posterior is a point, so there
 are no bits to get back. `ExactVQVAE` evaluates the decoder and the priors on fixed
-grids in float64 (models.vae.ExactNet), so their outputs are bit-identical everywhere.
+grids in float64 (models.grids.ExactNet), so their outputs are bit-identical everywhere.
 """
 import math
 
@@ -24,7 +24,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from bbans.pixels import context_index
-from models.vae import PIXELS, SIDE, ExactColumns, ExactNet, exact_pixel_heads, head_log_likelihood, mlp
+from models.grids import ExactColumns, ExactNet
+from models.vae import PIXELS, SIDE, exact_pixel_heads, head_log_likelihood, mlp
 
 GRID = 7
 POSITIONS = GRID * GRID

@@ -211,7 +211,7 @@ def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
 def load(name: str, integer: bool = True):
     """(the model's exact form for the codecs, weights hash) of the trained model NAME:
     with `integer` its MLPs run on integers (models.intnet; from format version 4 on),
-    else on float64 grids (models.vae.ExactNet)."""
+    else on float64 grids (models.grids.ExactNet)."""
     net = load_network(name)  # an unknown name fails here
     if not is_codec(name):
         raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")

@@ -1,10 +1,15 @@
+import itertools
+import platform
+
 import numpy as np
 import pytest
 import torch
 
 from bbans.codecs import CorruptData
 from bbans.vae_codec import VAECodec, batch_schedule
-from models.vae import ExactColumns, ExactNet, value_params
+from models import grids, intnet
+from models.grids import ExactColumns, ExactNet
+from models.vae import value_params
 from conftest import bits_of, images_for
 
 
@@ -64,8 +69,8 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
 
 
 def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_model, monkeypatch):
-    """The coder's pixel heads (models.vae.ExactColumns, pixels as columns, in blocks)
-    give bit for bit what ExactNet gives on the same pixels as rows: the nonzero logit
+    """The coder's pixel heads (models.grids.ExactColumns, pixels as columns, in blocks,
+    with numpy and with the C kernel where it runs) give bit for bit what ExactNet gives on the same pixels as rows: the nonzero logit
     of every pixel, the Laplaces' parameters of the pixels asked for."""
     vae, model = tiny_model
     if model.head is None:
@@ -80,9 +85,32 @@ def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_
         logit, values = out[:, 0], value_params(out[pixels, 1:])
     else:
         logit, values = ExactNet(vae.zero_head)(rows).numpy()[:, 0], value_params(out[pixels])
-    for block in (7, 1024):
+    for block, method in itertools.product((7, 1024), grids.head_methods()):
         monkeypatch.setattr(ExactColumns, "BLOCK", block)
+        monkeypatch.setattr(grids, "head_kernel", lambda: method)
         got_logit, values_at = model.pixel_heads(feats, nbrs)
         assert got_logit.tobytes() == logit.reshape(40, 9).tobytes()
         for got, want in zip(values_at(pixels), values):
             assert (got is None and want is None) or got.tobytes() == want.tobytes()
+
+
+def test_the_head_kernel_is_built_where_the_cpu_has_avx2_and_fma():
+    """Like IntNet's kernel: on such a CPU the C head kernel must be there and exact."""
+    flags = intnet.cpu()[1]
+    if platform.machine() not in ("x86_64", "AMD64") or "avx2" not in flags or "fma" not in flags:
+        pytest.skip("not an x86-64 CPU with AVX2 and FMA")
+    assert grids.head_methods() == ["numpy", "avx2"]
+    grids.head_kernel.cache_clear()
+    assert grids.head_kernel() in grids.head_methods()
+
+
+def test_a_head_kernel_that_is_not_exact_is_never_chosen(monkeypatch):
+    if len(grids.head_methods()) < 2:
+        pytest.skip("the C head kernel does not run here")
+    real = ExactColumns.avx2
+    monkeypatch.setattr(ExactColumns, "avx2", lambda self, x: np.nextafter(real(self, x), np.inf))
+    grids.head_kernel.cache_clear()
+    try:
+        assert grids.head_kernel() == "numpy"
+    finally:
+        grids.head_kernel.cache_clear()
