@@ -1,4 +1,6 @@
-"""The `bbans` command: parses arguments, calls the library, reports."""
+"""The `bbans` command: parses arguments, calls the library, reports. The library is
+loaded when a command runs (bbans loads its API on first use; bench, evaluate and train
+import theirs), so that --help and usage errors answer at once."""
 import json
 import sys
 import time
@@ -6,23 +8,17 @@ from pathlib import Path
 
 import click
 
+import bbans
 from bbans.chunks import CHUNK_IMAGES
 from bbans.errors import BbansError
-from bbans.files import atomic_output, open_input, write_atomic
+from bbans.files import write_atomic
 from bbans.formats import PIXELS
-
-SUFFIX = ".bbans"
 STARTED = time.perf_counter()  # the wall time a report gives counts from here
 
 
 def fail(message: str, code: int = 1):
     click.echo(f"bbans: error: {message}", err=True)
     sys.exit(code)
-
-
-def refuse_existing(path: Path, force: bool):
-    if path.exists() and not force:
-        fail(f"{path} exists; use --force to overwrite")
 
 
 class Discard:
@@ -117,16 +113,12 @@ def main():
 def compress(file, output, force, model, full_figures, nll_samples, nll_images, workers, chunk_images, scheduler, quiet,
              as_json):
     """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
-    from bbans import api
-    output = output or file.with_name(file.name + SUFFIX)
-    refuse_existing(output, force)
-    with Progress(not (quiet or as_json)) as progress, open_input(file) as data:
-        blob, r = api.compress(data, model=model, full_figures=full_figures, nll_samples=nll_samples,
-                               nll_images=nll_images, chunk_images=chunk_images, workers=workers, scheduler=scheduler,
-                               progress=progress)
-    write_atomic(output, blob)
-    r.update(input=str(file), output=str(output), wall_seconds=time.perf_counter() - STARTED)
-    line = (f"{file} -> {output}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
+    with Progress(not (quiet or as_json)) as progress:
+        report = bbans.compress_file(file, output, model=model, force=force, workers=workers, chunk_images=chunk_images,
+                                     scheduler=scheduler, full_figures=full_figures, nll_samples=nll_samples,
+                                     nll_images=nll_images, progress=progress)
+    r = dict(report.details, wall_seconds=time.perf_counter() - STARTED)
+    line = (f"{file} -> {r['output']}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
             + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
     figures = model_figures(r)
     emit(r, as_json, quiet, line + (f" ({figures})" if figures else "")
@@ -157,16 +149,11 @@ def model_figures(r: dict) -> str:
 @JSON
 def decompress(file, output, force, workers, scheduler, quiet, as_json):
     """Restore the original of FILE.bbans, checked against its SHA-256."""
-    from bbans import api
-    if output is None:
-        if file.suffix != SUFFIX:
-            fail(f"{file} does not end in {SUFFIX}; name the output with -o")
-        output = file.with_suffix("")
-    refuse_existing(output, force)
-    with Progress(not (quiet or as_json)) as progress, atomic_output(output) as out:
-        r = api.decompress_to(file.read_bytes(), out, workers=workers, scheduler=scheduler, progress=progress)
-    r.update(input=str(file), output=str(output), wall_seconds=time.perf_counter() - STARTED)
-    emit(r, as_json, quiet, f"{file} -> {output}: {r['original_bytes']} bytes, {r['method']}"
+    with Progress(not (quiet or as_json)) as progress:
+        report = bbans.decompress_file(file, output, force=force, workers=workers, scheduler=scheduler,
+                                       progress=progress)
+    r = dict(report.details, wall_seconds=time.perf_counter() - STARTED)
+    emit(r, as_json, quiet, f"{file} -> {r['output']}: {r['original_bytes']} bytes, {r['method']}"
          + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "")
          + f", decoding {r['seconds']:.2f} s, {r['wall_seconds']:.2f} s in all")
 
@@ -192,8 +179,7 @@ def verify(file, workers, scheduler, quiet, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(file, as_json):
     """Show what a .bbans file holds."""
-    from bbans import api
-    r = api.info(file.read_bytes())
+    r = bbans.info(file.read_bytes())
     width = max(map(len, r))
     emit(r, as_json, False, "\n".join(f"{k:{width}} {v}" for k, v in r.items()))
 
@@ -202,8 +188,7 @@ def info(file, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def models(as_json):
     """List the shipped models with their test-set figures."""
-    from models.zoo import ZOO, card
-    rows = {name: dict(card(name), summary=recipe["summary"]) for name, recipe in ZOO.items()}
+    rows = bbans.list_models()
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -222,9 +207,9 @@ def models(as_json):
 @click.option("--nll-images", type=int, help="Test images for the card's NLL (default all 10,000).")
 def train(name, epochs, threads, nll_samples, nll_images):
     """Train model NAME from its recipe and write its weights and model card."""
-    from models.card import write_card
-    from models.train import train as run
-    from models.zoo import known
+    from bbans.cards import write_card
+    from bbans.models.train import train as run
+    from bbans.models.zoo import known
     run(known(name), epochs=epochs, threads=threads, log=click.echo)
     click.echo(json.dumps(write_card(name, nll_samples=nll_samples, nll_images=nll_images)))
 
@@ -267,7 +252,7 @@ def evaluate(variants, names, images, nll_samples, nll_images, seed, classical, 
     """Every model's figures on the test set side by side, in bits/dim: NLL (exact for
     flows, importance-weighted bound for VAEs), -ELBO, what bbans codes with it, and the
     classical codecs on the same pixels."""
-    from models import evaluate as e
+    from bbans import evaluate as e
     todo = e.plan(variants or ("mnist-binarized", "mnist", "fashion-mnist"),
                   [n for arg in names for n in arg.split(",") if n])
     results = {v: e.run(v, todo[v], images, nll_samples, nll_images, seed, classical) for v in todo}

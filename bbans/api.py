@@ -11,10 +11,11 @@ from collections import Counter
 import numpy as np
 
 from bbans import chunks, container, files, formats
+from bbans.codecs.vae import BitSwapCodec, VAECodec
+from bbans.codecs.vq import VQCodec
 from bbans.container import Container
 from bbans.errors import BbansError
-from bbans.vae_codec import BitSwapCodec, VAECodec
-from bbans.vq_codec import VQCodec
+from bbans.models import zoo
 
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 # Up to this size the fallback is tried too and the smaller file kept; beyond it, image
@@ -48,11 +49,10 @@ def pick_model(binary: bool, name=None, sample=None) -> str:
     """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or of
     the default models for such images (one per data set) the one that codes `sample`,
     the first images, smallest."""
-    from models.zoo import DEFAULTS, ZOO, known
     if name is None:
-        defaults = DEFAULTS["binary" if binary else "8bit"]
+        defaults = zoo.DEFAULTS["binary" if binary else "8bit"]
         return min(defaults, key=lambda d: len(_encode(d, sample))) if len(defaults) > 1 else defaults[0]
-    if ZOO[known(name)]["binarized"] and not binary:
+    if zoo.ZOO[zoo.known(name)]["binarized"] and not binary:
         raise BbansError(f"model {name} codes binary images, and this input has values above 1")
     return name
 
@@ -69,14 +69,13 @@ def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cos
     """The payload for images (N, 784) coded with model NAME of the zoo, as format
     `version` codes them (earlier ones only to check a file's fingerprint). With `costs`,
     adds to it what the coding cost, as _coder_figures takes it."""
-    from models.zoo import kind
     model, _ = _load(name, version)
-    if kind(name) == "vqvae":
+    if zoo.kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         if costs is not None:
             costs.update(latent_bits=latent_bits, bits=32 * len(words))
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    return _vae_codec(METHODS[kind(name)], model, version).encode(pixels, costs).astype("<u4").tobytes()
+    return _vae_codec(METHODS[zoo.kind(name)], model, version).encode(pixels, costs).astype("<u4").tobytes()
 
 
 def _coder_figures(name: str, costs: Counter, dims: int) -> dict:
@@ -85,7 +84,6 @@ def _coder_figures(name: str, costs: Counter, dims: int) -> dict:
     integers; the first images of each chunk left out, which pop nothing), a VQ-VAE's
     cost and its parts (the whole message); and, for comparison, the figures of the
     model's card on its test set."""
-    from models.zoo import card
     if "latent_bits" in costs:
         out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
                    pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
@@ -93,7 +91,7 @@ def _coder_figures(name: str, costs: Counter, dims: int) -> dict:
         out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * formats.PIXELS), elbo_images=costs["images"])
     else:
         out = {}
-    tested = card(name)
+    tested = zoo.card(name)
     return dict(out, figures="coder", **{k: tested[k] for k in ("test_neg_elbo_bits_per_dim", "test_model_bits_per_dim",
                                                                 "test_nll_bits_per_dim") if k in tested})
 
@@ -101,8 +99,7 @@ def _coder_figures(name: str, costs: Counter, dims: int) -> dict:
 def _load(name: str, version: int = container.VERSION):
     """(model NAME's exact form for the codecs, its weights hash) as format `version`
     computes: its MLPs on integers from version 4 on, on float64 grids before."""
-    from models.zoo import load
-    return load(name, integer=version >= 4)
+    return zoo.load(name, integer=version >= 4)
 
 
 def _vae_codec(method: str, model, version: int) -> VAECodec:
@@ -123,9 +120,8 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
     first half of the SHA-256 of the coder's output (from version 3 on, after the version
     byte, so that a changed version byte is caught even where the coding is the same). It
     differs wherever the probabilities do."""
-    from models.zoo import ZOO
     prefix = bytes([version]) if version > 2 else b""
-    return hashlib.sha256(prefix + _encode(name, probe(ZOO[name]["binarized"]), version)).digest()[:16]
+    return hashlib.sha256(prefix + _encode(name, probe(zoo.ZOO[name]["binarized"]), version)).digest()[:16]
 
 
 def _encode_job(job):
@@ -136,7 +132,6 @@ def _encode_job(job):
 
 def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: chunks.Workers,
            progress):
-    from models.zoo import kind
     _, weights_hash = _load(name)
     mark, n = fingerprint(name), len(images.pixels)
     workers.ready()
@@ -157,20 +152,20 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
         costs.update(cost)
         progress(done, n, bits)
     seconds = time.perf_counter() - start
-    return Container(METHODS[kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
+    return Container(METHODS[zoo.kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
                      mark, images.meta, chunks.pack(parts)), seconds, _coder_figures(name, costs, images.pixels.size)
 
 
-def _no_progress(done: int, total: int, bits: int):
+def no_progress(done: int, total: int, bits: int):
     pass
 
 
 def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=None, chunk_images=chunks.CHUNK_IMAGES,
-             workers=1, scheduler=None, progress=_no_progress):
+             workers=1, scheduler=None, progress=no_progress):
     """(container bytes, report) for the file `data` (bytes, or a memory map of a large
     file: it is read a chunk at a time). `model` forces a model of the zoo for image
     input. The report gives the model's figures on the input as the coder found them
-    (_coder_figures); with `full_figures`, the float model's instead (models.zoo.figures:
+    (_coder_figures); with `full_figures`, the float model's instead (bbans.models.zoo.figures:
     a VAE's -ELBO on every image and, unless `nll_samples` is 0, its importance-weighted
     NLL bound with that many samples on `nll_images` of them, default all; a VQ-VAE's
     cost and its parts), which takes several times as long as the coding. Images are coded
@@ -198,23 +193,22 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds,
                   chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.model else 0)
     if full_figures and box.model:
-        from models.zoo import figures
         start = time.perf_counter()
-        report.update(figures(box.model, images.pixels, nll_samples, nll_images), figures="full",
+        report.update(zoo.figures(box.model, images.pixels, nll_samples, nll_images), figures="full",
                       figures_seconds=time.perf_counter() - start)
     else:
         report.update(coded)
     return blob, report
 
 
-def decompress(blob: bytes, workers: int = 1, scheduler=None, progress=_no_progress):
+def decompress(blob: bytes, workers: int = 1, scheduler=None, progress=no_progress):
     """(original file bytes, report): decompress_to in memory."""
     out = io.BytesIO()
     report = decompress_to(blob, out, workers, scheduler, progress)
     return out.getvalue(), report
 
 
-def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=_no_progress) -> dict:
+def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=no_progress) -> dict:
     """Writes the original of `blob` to the binary file `out` and returns a report;
     raises BbansError unless it checks out exactly, in which case what `out` got must be
     thrown away. npy, idx and PGM images are written a chunk at a time. Chunks are decoded
@@ -272,7 +266,6 @@ def _unxz(box: Container) -> bytes:
 def _check_model(box: Container):
     """Checks the header of a model's container, and that this environment's model is
     the one that made it."""
-    from models.zoo import ZOO, kind
     pixels = box.images * formats.PIXELS
     if box.layout == "png":
         consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
@@ -286,7 +279,7 @@ def _check_model(box: Container):
     # whatever the pixels (a PNG is written from the layout's own fields).
     if box.layout != "png" and not formats.header_fits(box.layout, box.meta, pixels):
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
-    if box.model in ZOO and METHODS.get(kind(box.model)) != box.method:
+    if box.model in zoo.ZOO and METHODS.get(zoo.kind(box.model)) != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
     _, weights_hash = _load(box.model, box.version)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:

@@ -18,8 +18,9 @@ import numpy as np
 import zstandard
 
 from bbans import api, chunks
-from bbans.data import binarize, load_images
-from models.intnet import describe, machine
+from bbans.models.data import binarize, load_images
+from bbans.models.intnet import describe, machine
+from bbans.models import zoo
 
 REPEAT = 3  # runs of bbans each way; the fastest counts
 # name: (data set it is drawn from, binarized), as the zoo's recipes name them
@@ -111,7 +112,7 @@ def fastest(run, repeat: int):
 
 
 def compress_measured(data: bytes, model: str, repeat: int):
-    """(file, report of the fastest run, with the machine it ran on (models.intnet.machine),
+    """(file, report of the fastest run, with the machine it ran on (bbans.models.intnet.machine),
     peak MB)."""
     blob, report = fastest(lambda: api.compress(data, model=model), repeat)
     return blob, dict(report, machine=machine()), peak_rss_mb()
@@ -123,10 +124,9 @@ def decompress_measured(blob: bytes, repeat: int):
 
 def fitting_models(variant: str):
     """The zoo's codecs for this data (its data set, binarized or not), the default first."""
-    from models.zoo import DEFAULTS, ZOO, is_codec, trained_on
     data, binarized = VARIANTS[variant]
-    default = next(d for d in DEFAULTS["binary" if binarized else "8bit"] if ZOO[d]["data"] == data)
-    fits = [name for name in trained_on(data, binarized) if is_codec(name)]
+    default = next(d for d in zoo.DEFAULTS["binary" if binarized else "8bit"] if zoo.ZOO[d]["data"] == data)
+    fits = [name for name in zoo.trained_on(data, binarized) if zoo.is_codec(name)]
     return sorted(fits, key=lambda name: name != default)
 
 
@@ -134,13 +134,12 @@ def bbans_row(images: np.ndarray, model: str) -> dict:
     """bbans with one model: the rate (every byte of the .bbans file counted), the speed
     both ways, the peak memory of a process that only compresses and of one that only
     decompresses, the model's own cost and the start-up cost."""
-    from models.zoo import card, figures
     n = len(images)
     data = npy_bytes(images)
     blob, report, compress_peak = in_fresh_process(compress_measured, data, model, REPEAT)
     restored, back, decompress_peak = in_fresh_process(decompress_measured, blob, REPEAT)
     assert restored == data, "bbans round trip failed"
-    fig = figures(model, images.reshape(n, -1), nll_samples=0)
+    fig = zoo.figures(model, images.reshape(n, -1), nll_samples=0)
     fig.setdefault("model_bits_per_dim", fig.get("neg_elbo_bits_per_dim"))  # a VAE's cost is its -ELBO
     return dict(
         model=model, machine=report["machine"], bits_per_dim=report["bits_per_dim"],
@@ -148,7 +147,7 @@ def bbans_row(images: np.ndarray, model: str) -> dict:
         compress_images_per_s=n / report["seconds"], decompress_images_per_s=n / back["seconds"],
         compress_peak_rss_mb=compress_peak, decompress_peak_rss_mb=decompress_peak,
         **fig,
-        card_nll_bits_per_dim=card(model).get("test_nll_bits_per_dim"),
+        card_nll_bits_per_dim=zoo.card(model).get("test_nll_bits_per_dim"),
         # The start-up cost: with bits-back, the first image has no bits on the stack to get back.
         **{f"first_{k}_bits_per_dim": api.compress(npy_bytes(images[:k]), model=model)[1]["bits_per_dim"]
            for k in (1, 100)})

@@ -140,7 +140,6 @@ def _here(fn, items):
 def _start_worker(warm, started):
     one_thread()
     keep_freed_memory()
-    import models.zoo  # noqa: F401  torch and the networks, before the first job asks
     if warm:
         warm()
     started.put(True)

@@ -5,8 +5,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
     version      u8       5; earlier versions are still read: versions 1 (no fingerprint)
                           and 2 code a VAE's latents and binary pixels the legacy way,
                           up to 4 a latent has a Gaussian of its own and binary pixels go
-                          bit by bit (bbans.vae_codec), and up to 3 a VAE's networks run
-                          on float64 grids, not on integers (models.intnet)
+                          bit by bit (bbans.codecs.vae), and up to 3 a VAE's networks run
+                          on float64 grids, not on integers (bbans.models.intnet)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE,
                                   3 = Bit-Swap hierarchical VAE
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
@@ -28,10 +28,10 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-VERSION = 5
 METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap")
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 try:
-    from models import _heads  # the C kernel, where it was built (an optional part of the install)
+    from bbans.models import _heads  # the C kernel, where it was built (an optional part of the install)
 except ImportError:
     _heads = None
 

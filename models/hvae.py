@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
+from bbans.models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
 
 
 def gaussian(out):
@@ -72,7 +72,7 @@ class HVAE(nn.Module):
 
 class ExactHVAE:
     """The networks of a trained HVAE as exact numpy-in, numpy-out functions, on integers
-    where `largest` (their calibration) is given (see models.vae.ExactVAE)."""
+    where `largest` (their calibration) is given (see bbans.models.vae.ExactVAE)."""
 
     likelihood = "bernoulli"
 

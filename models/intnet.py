@@ -6,7 +6,7 @@ hidden activations in [0, 255] on a step calibrated on training images (the larg
 activation seen maps to 255; larger ones clip). The products then sum exactly, in any
 order. Between layers the sums are rescaled to the next layer's integers in float32,
 one IEEE operation at a time, so every machine gets the same integers and the same
-outputs, as with models.grids.ExactNet, at a tenth of the cost of its float64 products.
+outputs, as with bbans.models.grids.ExactNet, at a tenth of the cost of its float64 products.
 
 Several kernels compute the sums (KERNELS): torch's int8 GEMM, float32 GEMM (exact,
 every sum stays below 2^24) and models/_intmm.c on AVX2, which skips the zero
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.grids import head_kernel
+from bbans.models.grids import head_kernel
 
 try:
-    from models import _intmm  # the C kernel, where it was built (an optional part of the install)
+    from bbans.models import _intmm  # the C kernel, where it was built (an optional part of the install)
 except ImportError:
     _intmm = None
 
@@ -332,7 +332,7 @@ def cpu() -> tuple:
 def machine() -> dict:
     """What a speed measured here depends on: the CPU, its SIMD level (from its flags),
     the level torch's kernels use (lower where ATEN_CPU_CAPABILITY says so), the
-    kernel IntNet uses and the pixel heads' (models.grids)."""
+    kernel IntNet uses and the pixel heads' (bbans.models.grids)."""
     name, flags = cpu()
     simd = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX2 VNNI" if "avx_vnni" in flags
             else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2" if flags else "unknown")
@@ -346,7 +346,7 @@ def describe(m: dict) -> str:
     return f"{m['cpu']} ({m['simd']}; torch at {m['torch_simd']}, kernel {m['kernel']}{heads})"
 
 
-if __name__ == "__main__":  # python -m models.intnet: the kernels here, and the one chosen
+if __name__ == "__main__":  # python -m bbans.models.intnet: the kernels here, and the one chosen
     import json
     for k in KERNELS:
         exact = k.available() and is_exact(k)

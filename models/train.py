@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bbans.data import load_images
-from models.intnet import calibrate
-from models.zoo import ARCHS, INTEGER, ZOO, is_codec, kind, weights_path
+from bbans.models.data import load_images
+from bbans.models.intnet import calibrate
+from bbans.models.zoo import ARCHS, INTEGER, ZOO, is_codec, kind, weights_path
 
 EVAL_IMAGES = 2000
 CALIBRATION_IMAGES = 10_000
@@ -27,7 +27,7 @@ def save(vae, history, path, half=True, calibration=None):
 
 
 def calibration(name: str, vae, train_set) -> dict:
-    """IntNet's calibration of model NAME (models.intnet.calibrate) on the first
+    """IntNet's calibration of model NAME (bbans.models.intnet.calibrate) on the first
     CALIBRATION_IMAGES of its training set (binarized with seed 0 where the model's
     are), as the coder sees its weights: rounded to float16."""
     recipe = ZOO[name]

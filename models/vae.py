@@ -12,7 +12,7 @@ Two pixel likelihoods:
   not 784.
 
 Inference for coding (`ExactVAE`) runs the encoder and decoder on integers
-(models.intnet) and the pixel heads on float64 grids (models.grids): the network
+(bbans.models.intnet) and the pixel heads on float64 grids (bbans.models.grids): the network
 outputs are bit-identical whatever the thread count, batch split, BLAS or kernel.
 """
 import math
@@ -23,15 +23,15 @@ from torch import nn
 import torch.nn.functional as F
 
 from bbans.codecs import LATENT_STEP
-from models.grids import ACT_LIMIT, ExactColumns, ExactNet, onto_grid
-from models.intnet import IntNet
+from bbans.models.grids import ACT_LIMIT, ExactColumns, ExactNet, onto_grid
+from bbans.models.intnet import IntNet
 
 SIDE = 28
 PIXELS = SIDE * SIDE
 LOG_SCALE_RANGE = (-4.0, 6.0)
 LOG_SIGMA_RANGE = (-9.0, 2.0)
 LEFT_UP = ((0, -1), (-1, 0), (-1, -1))  # left, up, up-left
-# (step, zero point) of the networks' inputs (models.intnet.IntNet): the pixels as a
+# (step, zero point) of the networks' inputs (bbans.models.intnet.IntNet): the pixels as a
 # binary VAE takes them, 8-bit pixels / 256, and the coder's latents (codecs.LatentGrid)
 PIXEL_GRIDS = {"bernoulli": (1.0, 0), "laplace_ar": (1 / 256, 128)}
 LATENT_GRID = (LATENT_STEP, 0)
@@ -206,7 +206,7 @@ def exact_pixel_heads(head: ExactColumns, feats: np.ndarray, nbrs: np.ndarray, z
 
 class ExactVAE:
     """The networks of a trained VAE as numpy-in, numpy-out functions for the codecs: the
-    encoder and decoder on integers (models.intnet) where `largest` (their calibration)
+    encoder and decoder on integers (bbans.models.intnet) where `largest` (their calibration)
     is given, else on ExactNet's grids; the pixel head always on the grids."""
 
     def __init__(self, vae: VAE, largest=None):

@@ -6,7 +6,7 @@
   assigned to it, with unused entries restarted at random encoder outputs.
 - Decoder: transposed convolutions from the quantized grid to per-pixel features, fed
   with the causal pixel context to the same zero / discretized-Laplace head as the 8-bit
-  VAE (models.vae).
+  VAE (bbans.models.vae).
 - Priors over the 49 code indices: a factorized categorical (one per grid position), and
   an autoregressive one in raster order, PixelCNN-style: a type-A masked window over the
   positions before each one (as embeddings) plus its position, through an MLP to logits.
@@ -14,7 +14,7 @@ Both priors train beside the autoencoder on its current codes, without gradient 
 
 The cost of an image is -log2 p(z) - log2 p(x | z_q): the posterior is a point, so there
 are no bits to get back. `ExactVQVAE` evaluates the decoder and the priors on fixed
-grids in float64 (models.grids.ExactNet), so their outputs are bit-identical everywhere.
+grids in float64 (bbans.models.grids.ExactNet), so their outputs are bit-identical everywhere.
 """
 import math
 
@@ -23,9 +23,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bbans.pixels import context_index
-from models.grids import ExactColumns, ExactNet
-from models.vae import PIXELS, SIDE, exact_pixel_heads, head_log_likelihood, mlp
+from bbans.codecs.pixels import context_index
+from bbans.models.grids import ExactColumns, ExactNet
+from bbans.models.vae import PIXELS, SIDE, exact_pixel_heads, head_log_likelihood, mlp
 
 GRID = 7
 POSITIONS = GRID * GRID
@@ -155,7 +155,7 @@ class VQVAE(nn.Module):
 
 
 class ExactVQVAE:
-    """A trained VQ-VAE as numpy-in, numpy-out functions for the codec (bbans.vq_codec)."""
+    """A trained VQ-VAE as numpy-in, numpy-out functions for the codec (bbans.codecs.vq)."""
 
     def __init__(self, vq: VQVAE):
         self.vq = vq

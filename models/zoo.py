@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from bbans.errors import BbansError
-from models.flows import FFJORD, RealNVP, bits_per_dim, dequantize
-from models.hvae import HVAE, ExactHVAE
-from models.vae import PIXELS, VAE, ExactVAE
-from models.vqvae import POSITIONS, VQVAE, ExactVQVAE
+from bbans.models.flows import FFJORD, RealNVP, bits_per_dim, dequantize
+from bbans.models.hvae import HVAE, ExactHVAE
+from bbans.models.vae import PIXELS, VAE, ExactVAE
+from bbans.models.vqvae import POSITIONS, VQVAE, ExactVQVAE
 
 ROOT = Path(__file__).parent
 WEIGHTS = ROOT / "weights"
@@ -125,7 +125,7 @@ def load_network(name: str):
     saved = torch.load(path, weights_only=True)
     net = ARCHS[kind(name)](**saved["config"])
     net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
-    net.calibration = saved.get("calibration")  # for its integer form (models.intnet)
+    net.calibration = saved.get("calibration")  # for its integer form (bbans.models.intnet)
     return net.eval()
 
 
@@ -210,8 +210,8 @@ def vq_figures(vq: VQVAE, batches, dims: int) -> dict:
 @functools.cache
 def load(name: str, integer: bool = True):
     """(the model's exact form for the codecs, weights hash) of the trained model NAME:
-    with `integer` its MLPs run on integers (models.intnet; from format version 4 on),
-    else on float64 grids (models.grids.ExactNet)."""
+    with `integer` its MLPs run on integers (bbans.models.intnet; from format version 4 on),
+    else on float64 grids (bbans.models.grids.ExactNet)."""
     net = load_network(name)  # an unknown name fails here
     if not is_codec(name):
         raise UnknownModel(f"model {name!r} is a flow: it has no codec, only figures (bbans evaluate)")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from bbans.codecs import new_message, uniform
-from models.intnet import calibrate
-from models.vae import VAE, ExactVAE
+from bbans.models.intnet import calibrate
+from bbans.models.vae import VAE, ExactVAE
 
 
 def pytest_collection_modifyitems(items):
@@ -72,7 +72,7 @@ def images_for(likelihood, n, seed=0):
 @pytest.fixture(scope="session")
 def tiny_vq():
     """An untrained small VQ-VAE, and its exact form for the codec."""
-    from models.vqvae import VQVAE, ExactVQVAE
+    from bbans.models.vqvae import VQVAE, ExactVQVAE
     torch.manual_seed(2)
     vq = VQVAE(codes=8, dim=4, channels=8, features=2, head_hidden=8, prior_embed=4, prior_hidden=16,
                prior_radius=2).eval()

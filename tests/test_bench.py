@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from bbans import bench
-from models import intnet
-from cli import main
+from bbans.models import intnet
+from bbans.cli import main
 
 IMAGE_ROWS = [f"{name} ({layout})" for name in bench.IMAGE_FORMATS for layout in ("per image", "one image")]
 CLASSICAL_ROWS = list(bench.BYTE_CODECS) + IMAGE_ROWS
@@ -126,8 +126,8 @@ def test_peak_memory_is_the_child_s_own():
 def test_a_card_gives_each_machine_its_speed():
     """A card keeps one speed per machine (CPU, SIMD level, torch's level, kernel), and
     its markdown names each."""
-    from models.card import markdown
-    from models.zoo import card
+    from bbans.cards import markdown
+    from bbans.models.zoo import card
     c = card("hvae-binary")
     avx2 = dict(cpu="Some CPU", simd="AVX2", torch_simd="AVX2", kernel="avx2-sparse")
     vnni = dict(avx2, simd="AVX-512 VNNI", torch_simd="AVX512", kernel="torch-int8")

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from bbans.vae_codec import BitSwapCodec
+from bbans.codecs.vae import BitSwapCodec
 from conftest import images_for
-from models.hvae import HVAE, ExactHVAE
-from models.intnet import IntNet, calibrate
+from bbans.models.hvae import HVAE, ExactHVAE
+from bbans.models.intnet import IntNet, calibrate
 
 
 @pytest.fixture(scope="module", params=["grids", "integer"])

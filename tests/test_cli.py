@@ -11,8 +11,8 @@ from PIL import Image
 
 from bbans.api import METHODS
 from bbans.bench import mnist_test, npy_bytes
-from cli import main
-from models.zoo import card, kind
+from bbans.cli import main
+from bbans.models.zoo import card, kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_decoding_with_other_thread_counts(data, tmp_path):
     np.save(src, mnist_test("mnist", 300))
 
     def cli(threads, *args):
-        code = f"import torch, sys; torch.set_num_threads({threads}); from cli import main; main(sys.argv[1:])"
+        code = f"import torch, sys; torch.set_num_threads({threads}); from bbans.cli import main; main(sys.argv[1:])"
         subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True, cwd=ROOT, capture_output=True)
 
     cli(1, "compress", src, "--nll-samples", 0)
@@ -186,7 +186,7 @@ def test_a_file_from_an_environment_with_other_model_outputs_is_refused(data, mo
     outputs moved by one step of the parameter grid is caught."""
     from bbans import api
     from bbans.errors import BbansError
-    from models import zoo
+    from bbans.models import zoo
     blob, _ = api.compress(npy_bytes(mnist_test("mnist-binarized", 20)), model="vae-binary")
     model, weights_hash = zoo.load("vae-binary")
 
@@ -245,7 +245,7 @@ def test_an_interrupt_leaves_no_output(data, tmp_path):
     np.save(src, np.concatenate([mnist_test("mnist", 10000)] * 4))
     # Started as a shell starts it, with SIGINT at its default: a child inherits an ignored
     # SIGINT, and Python then leaves it ignored (something earlier in the run may ignore it).
-    proc = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "compress", str(src)],
+    proc = subprocess.Popen([sys.executable, "-c", "from bbans.cli import main; main()", "compress", str(src)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)  # past start-up, inside the coding of 40,000 images
@@ -278,7 +278,7 @@ def test_a_real_file_size_limit_mid_write_leaves_nothing(packed, tmp_path):
 
     out = tmp_path / "out.bbans"
     before = sorted(tmp_path.iterdir())
-    proc = subprocess.run([sys.executable, "-c", "from cli import main; main()", "compress", str(tmp_path / "d.npy"),
+    proc = subprocess.run([sys.executable, "-c", "from bbans.cli import main; main()", "compress", str(tmp_path / "d.npy"),
                            "-o", str(out), "--nll-samples", "0"], cwd=ROOT, capture_output=True, text=True,
                           preexec_fn=limited)
     assert proc.returncode == 1 and proc.stderr.startswith("bbans: error: ") and proc.stderr.count("\n") == 1

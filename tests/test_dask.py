@@ -9,7 +9,7 @@ from distributed import LocalCluster
 from bbans import api, chunks, container
 from bbans.bench import mnist_test, npy_bytes
 from bbans.errors import BbansError
-from cli import main
+from bbans.cli import main
 
 
 @pytest.fixture(scope="module")

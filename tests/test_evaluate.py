@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.card import markdown
-from models.zoo import WEIGHTS, ZOO, card, weights_path
+from bbans.cards import markdown
+from bbans.models.zoo import WEIGHTS, ZOO, card, weights_path
 from test_cli import bbans, run_json
 
 

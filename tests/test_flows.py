@@ -6,9 +6,9 @@ import math
 import numpy as np
 import torch
 
-from models.flows import CNF, FFJORD, CNFDynamics, ODENet, RealNVP, bits_per_dim, dequantize, exact_trace, \
+from bbans.models.flows import CNF, FFJORD, CNFDynamics, ODENet, RealNVP, bits_per_dim, dequantize, exact_trace, \
     normal_log_prob
-from models.zoo import flow_figures
+from bbans.models.zoo import flow_figures
 
 ALPHA = 0.05
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from models import intnet
-from models.intnet import IntNet, calibrate
-from models.vae import LATENT_GRID, PIXEL_GRIDS, mlp
+from bbans.models import intnet
+from bbans.models.intnet import IntNet, calibrate
+from bbans.models.vae import LATENT_GRID, PIXEL_GRIDS, mlp
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_outputs_are_close_to_the_float_network(net, grid):
 
 def test_calibrate_finds_the_largest_input_of_every_linear_layer():
     """On a VAE: the inputs of its encoder's layers are the images and its ReLU outputs."""
-    from models.vae import VAE
+    from bbans.models.vae import VAE
     torch.manual_seed(0)
     vae = VAE("bernoulli", hidden=16, latent=3).eval()
     x = torch.from_numpy((np.random.default_rng(0).random((30, 28, 28)) < 0.4).astype(np.float32))
@@ -180,8 +180,8 @@ def test_calibrate_finds_the_largest_input_of_every_linear_layer():
 def test_a_model_without_a_calibration_codes_only_the_earlier_way(monkeypatch):
     """Format 4 needs the calibration stored with the weights; files of versions 1 to 3
     (float64 grids) do not."""
-    from models import zoo
-    from models.vae import VAE
+    from bbans.models import zoo
+    from bbans.models.vae import VAE
     vae = VAE("bernoulli", hidden=16, latent=3).eval()
     vae.calibration = None
     monkeypatch.setattr(zoo, "load_network", lambda name: vae)

@@ -7,8 +7,8 @@ import pytest
 
 from bbans import api
 from bbans.bench import mnist_test, npy_bytes
-from models import grids, intnet
-from models.zoo import ZOO, is_codec
+from bbans.models import grids, intnet
+from bbans.models.zoo import ZOO, is_codec
 
 
 @pytest.mark.parametrize("model", [m for m in ZOO if is_codec(m)])

@@ -143,8 +143,8 @@ def test_serial_chain_and_bits_back(data, k_z, k_x, n):
 @given(st.data(), st.integers(1, 6))
 def test_image_codecs_round_trip_random_images(tiny_model, tiny_vq, data, n):
     """The VAE and VQ-VAE codecs on tiny untrained models, any pixels."""
-    from bbans.vae_codec import VAECodec
-    from bbans.vq_codec import VQCodec
+    from bbans.codecs.vae import VAECodec
+    from bbans.codecs.vq import VQCodec
     _, vae = tiny_model
     high = 1 if vae.likelihood == "bernoulli" else 255
     x = data.draw(arrays(np.uint8, (n, 784), elements=st.integers(0, high)))

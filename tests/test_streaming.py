@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from bbans import api, files
 from bbans.bench import mnist_test, npy_bytes
 from bbans.errors import BbansError
-import cli
+from bbans import cli
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from bbans.codecs import CorruptData
-from bbans.vae_codec import VAECodec, batch_schedule
-from models import grids, intnet
-from models.grids import ExactColumns, ExactNet
-from models.vae import value_params
+from bbans.codecs.vae import VAECodec, batch_schedule
+from bbans.models import grids, intnet
+from bbans.models.grids import ExactColumns, ExactNet
+from bbans.models.vae import value_params
 from conftest import bits_of, images_for
 
 
@@ -69,7 +69,7 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
 
 
 def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_model, monkeypatch):
-    """The coder's pixel heads (models.grids.ExactColumns, pixels as columns, in blocks,
+    """The coder's pixel heads (bbans.models.grids.ExactColumns, pixels as columns, in blocks,
     with numpy and with the C kernel where it runs) give bit for bit what ExactNet gives on the same pixels as rows: the nonzero logit
     of every pixel, the Laplaces' parameters of the pixels asked for."""
     vae, model = tiny_model

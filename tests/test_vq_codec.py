@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from bbans.pixels import laplace_ar
-from bbans.vq_codec import PRIORS, VQCodec
+from bbans.codecs.pixels import laplace_ar
+from bbans.codecs.vq import PRIORS, VQCodec
 from conftest import bits_of, images_for
 
 

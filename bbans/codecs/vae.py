@@ -9,10 +9,10 @@ The model object needs:
   pixels of n images -> the nonzero logits (k, n), and a function from flat indices
   into (k, n) to those pixels' Laplace means, log-scales (and the mixture's weight
   logit).
-Its outputs must not depend on batch size or thread count (models.vae.ExactVAE).
+Its outputs must not depend on batch size or thread count (bbans.models.vae.ExactVAE).
 
 Everything between those outputs and the coder goes through fixed grids and lookup
-tables (bbans.pixels), so encoder and decoder turn the same outputs into the same
+tables (bbans.codecs.pixels), so encoder and decoder turn the same outputs into the same
 probabilities.
 
 The latents lie on a uniform grid (codecs.LatentGrid) and binary pixels share a model per
@@ -29,10 +29,11 @@ from collections import Counter
 
 import numpy as np
 
-from bbans.codecs import Codec, LatentGrid, LatentTables, StdBuckets, affordable, bernoulli, bits_back, chain, check_used_up, \
-    new_message, point
-from bbans.container import VERSION
-from bbans.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
+from bbans.codecs.core import Codec, affordable, bernoulli, bits_back, chain, check_used_up, new_message, point
+from bbans.codecs.latents import LatentGrid, LatentTables, StdBuckets
+from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
+
+VERSION = 5  # the newest way of coding, which the container writes as the format version
 
 
 def batch_schedule(n: int, largest: int, fraction: float):
@@ -115,7 +116,7 @@ class VAECodec:
 
 
 class BitSwapCodec(VAECodec):
-    """A VAE with latent layers z_1..z_L (models.hvae: binary pixels, Markov inference
+    """A VAE with latent layers z_1..z_L (bbans.models.hvae: binary pixels, Markov inference
     `inference(i, layer i)` and generative `generative(i, z_i+1)`, layer 0 being x).
 
     Bit-Swap (Kingma, Abbeel, Ho 2019) is bits-back whose prior is itself bits-back:

@@ -5,10 +5,10 @@ import torch
 
 from bbans import api, bench, chunks, container
 from bbans.bench import mnist_test, npy_bytes
-from bbans.vae_codec import BitSwapCodec
-from bbans.vq_codec import VQCodec
-from models.intnet import describe
-from models.zoo import WEIGHTS, ZOO, figures, is_codec, kind, load, weights_path
+from bbans.codecs.vae import BitSwapCodec
+from bbans.codecs.vq import VQCodec
+from bbans.models.intnet import describe
+from bbans.models.zoo import WEIGHTS, ZOO, figures, is_codec, kind, load, weights_path
 
 LABELS = {
     "test_neg_elbo_bits_per_dim": "-ELBO (one posterior sample per image)",
@@ -122,7 +122,7 @@ def markdown(c: dict) -> str:
                       f"decompress on {describe(s['machine'])}" for s in c.get("speeds", []))
     if "compress_images_per_s" in c and not speed:  # measured before the cards named the machine
         speed = f"{c['compress_images_per_s']:,} images/s to compress, {c['decompress_images_per_s']:,} to decompress"
-    speed = f"{speed} (`python -m models.card speed NAME` re-measures it here)" if speed else "not measured"
+    speed = f"{speed} (`python -m bbans.cards speed NAME` re-measures it here)" if speed else "not measured"
     labels = dict(LABELS, test_nll_bits_per_dim=FLOW_NLL) if flow else LABELS
     rows = "\n".join(f"| {text.format(**c)} | {c[key]} |" for key, text in labels.items() if key in c)
     notes = "".join(f"- {text}: {json.dumps(c[key])}.\n" for key, text in FLOW_NOTES.items() if key in c)
@@ -154,6 +154,6 @@ Training curve ({label} on the first 2,000 test images{CURVE_NOTES.get(kind(c['n
 if __name__ == "__main__":
     import sys
     if sys.argv[1:2] != ["speed"]:
-        sys.exit("usage: python -m models.card speed NAME...")
+        sys.exit("usage: python -m bbans.cards speed NAME...")
     for name in sys.argv[2:]:
         print(json.dumps(measure_speed(name)), flush=True)

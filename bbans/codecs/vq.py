@@ -6,16 +6,16 @@ The model object needs:
 - `codes` (K) and `positions` (grid cells, coded in raster order);
 - `quantize(x)`: uint8 (B, 784) -> code indices (B, positions);
 - `decode(z)`: code indices -> pixel features (B, 784, F), with `context` and
-  `pixel_heads` as for the 8-bit VAE (bbans.pixels.laplace_ar);
+  `pixel_heads` as for the 8-bit VAE (bbans.codecs.pixels.laplace_ar);
 - `prior_logits(z, cells)`: autoregressive prior logits (B, len(cells), K) at those
   cells, reading only the codes of earlier cells; `factorized`: (positions, K) logits.
 Its decoder and prior outputs must not depend on batch size or thread count
-(models.vqvae.ExactVQVAE).
+(bbans.models.vqvae.ExactVQVAE).
 """
 import numpy as np
 
 from bbans.codecs import Codec, categorical, check_used_up, new_message, uniform
-from bbans.pixels import PARAM_GRID, PIXELS, GridTable, laplace_ar
+from bbans.codecs.pixels import PARAM_GRID, PIXELS, GridTable, laplace_ar
 
 PRIORS = ("ar", "factorized", "uniform")
 EXP_BELOW_MAX = GridTable(np.exp, -30.0, 0.0)

@@ -2,7 +2,7 @@
 codecs, in bits/dim: what each model says the data costs, and what coding with it costs."""
 from bbans import api, bench
 from bbans.errors import BbansError
-from models.zoo import figures, is_codec, kind, known, trained_on
+from bbans.models.zoo import figures, is_codec, kind, known, trained_on
 
 # per row: (report key, column title); a VQ-VAE's exact model cost goes in the bound's column
 COLUMNS = (("nll_bits_per_dim", "NLL"), ("bound_bits_per_dim", "-ELBO"), ("coded_bits_per_dim", "coded"))

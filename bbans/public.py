@@ -1,0 +1,135 @@
+"""The Python API (re-exported by the package: bbans.compress, ...): numpy images in and
+out, files by path, and what a run did as a Report. Files made here and by the command
+line are the same container: either opens what the other made."""
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from bbans import api, formats
+from bbans.chunks import CHUNK_IMAGES
+from bbans.errors import BbansError
+from bbans.files import atomic_output, open_input, write_atomic
+from bbans.models.zoo import ZOO, card
+
+SUFFIX = ".bbans"
+
+
+@dataclass(frozen=True)
+class Report:
+    """What compressing or decompressing did; rates in bits per dimension (per pixel)."""
+    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq", or "xz" for what no model codes
+    model: Optional[str]  # the zoo's model (bbans models lists them), None for xz
+    images: int
+    original_bytes: int
+    compressed_bytes: int
+    bits_per_dim: float  # of the .bbans file, every byte counted
+    seconds: float  # coding (or decoding) time
+    # the model's -ELBO on these images as the coder found it (a VQ-VAE's cost), None
+    # where not known (xz, decompression)
+    neg_elbo_bits_per_dim: Optional[float] = None
+    nll_bits_per_dim: Optional[float] = None  # its NLL bound on these images (full_figures only)
+    test_nll_bits_per_dim: Optional[float] = None  # its NLL bound on its own test set (the model card's)
+    details: dict = field(default_factory=dict, repr=False, compare=False)  # all the library reported
+
+    @classmethod
+    def of(cls, r: dict, compressed_bytes: int) -> "Report":
+        dims = r.get("n_dims") or r["n_images"] * formats.PIXELS or r["original_bytes"]
+        return cls(method=r["method"], model=r["model"], images=r["n_images"], original_bytes=r["original_bytes"],
+                   compressed_bytes=compressed_bytes, bits_per_dim=8 * compressed_bytes / max(dims, 1),
+                   seconds=r["seconds"], neg_elbo_bits_per_dim=r.get("neg_elbo_bits_per_dim", r.get("model_bits_per_dim")),
+                   nll_bits_per_dim=r.get("nll_bits_per_dim"), test_nll_bits_per_dim=r.get("test_nll_bits_per_dim"),
+                   details=r)
+
+
+def _npy(images) -> bytes:
+    images = np.asarray(images)
+    if images.dtype == object:
+        raise BbansError("images must be a numeric numpy array, not one of Python objects")
+    out = io.BytesIO()
+    np.save(out, images, allow_pickle=False)
+    return out.getvalue()
+
+
+def compress_with_report(images, model: Optional[str] = None, *, workers: int = 1,
+                         chunk_images: int = CHUNK_IMAGES) -> tuple:
+    """(the .bbans bytes, Report) of a numpy array: uint8 images (N, 28, 28) go to a
+    model of the zoo (`model`, or the default one for their data), any other array to
+    xz. The bytes are those `bbans compress` makes of the array's .npy file."""
+    blob, r = api.compress(_npy(images), model=model, chunk_images=chunk_images, workers=workers)
+    return blob, Report.of(r, len(blob))
+
+
+def compress(images, model: Optional[str] = None, **options) -> bytes:
+    """The .bbans bytes of a numpy array (compress_with_report, without the report)."""
+    return compress_with_report(images, model, **options)[0]
+
+
+def decompress(blob: bytes, *, workers: int = 1) -> np.ndarray:
+    """The images of .bbans bytes, as a numpy array: the array that was compressed, or
+    the pixels (N, 28, 28) of an idx, PGM or PNG file. A .bbans file of other bytes
+    raises BbansError (decompress_file restores any file)."""
+    data = api.decompress(blob, workers=workers)[0]
+    if data.startswith(b"\x93NUMPY"):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    images = formats.parse(data)
+    if images is None:
+        raise BbansError("this .bbans file holds a file that is not images; restore it with decompress_file")
+    return np.array(images.pixels).reshape(-1, formats.SIDE, formats.SIDE)
+
+
+def _output(path: Path, output, force: bool, default: Path) -> Path:
+    output = Path(output) if output is not None else default
+    if output.exists() and not force:
+        raise BbansError(f"{output} exists; use --force (force=True) to overwrite")
+    return output
+
+
+def compress_file(path, output=None, *, model: Optional[str] = None, force: bool = False, workers: int = 1,
+                  chunk_images: int = CHUNK_IMAGES, scheduler: Optional[str] = None, full_figures: bool = False,
+                  nll_samples: int = 100, nll_images: Optional[int] = None,
+                  progress: Optional[Callable[[int, int, int], None]] = None) -> Report:
+    """Compresses the file at `path` to `output` (default: path + ".bbans"), as `bbans
+    compress` does: npy, idx, PGM or PNG files of 28x28 grey images with a model of the
+    zoo, other files with xz. The output is written whole or not at all. `full_figures`:
+    the float model's -ELBO and NLL bound on these images (nll_samples importance samples
+    each on nll_images of them, default all), at several times the coding time. After
+    each chunk, progress(images done, images, bits so far)."""
+    path = Path(path)
+    output = _output(path, output, force, path.with_name(path.name + SUFFIX))
+    with open_input(path) as data:
+        blob, r = api.compress(data, model=model, full_figures=full_figures, nll_samples=nll_samples,
+                               nll_images=nll_images, chunk_images=chunk_images, workers=workers, scheduler=scheduler,
+                               progress=progress or api.no_progress)
+    write_atomic(output, blob)
+    return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
+
+
+def decompress_file(path, output=None, *, force: bool = False, workers: int = 1, scheduler: Optional[str] = None,
+                    progress: Optional[Callable[[int, int, int], None]] = None) -> Report:
+    """Restores the original of the .bbans file at `path` to `output` (default: path
+    without .bbans), checked against its SHA-256, whole or not at all."""
+    path = Path(path)
+    if output is None and path.suffix != SUFFIX:
+        raise BbansError(f"{path} does not end in {SUFFIX}; name the output with -o (output=...)")
+    output = _output(path, output, force, path.with_suffix(""))
+    blob = path.read_bytes()
+    with atomic_output(output) as out:
+        r = api.decompress_to(blob, out, workers=workers, scheduler=scheduler, progress=progress or api.no_progress)
+    return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
+
+
+def info(blob: bytes) -> dict:
+    """What .bbans bytes hold: method, model, layout, images, chunks, sizes, bits/dim."""
+    return api.info(blob)
+
+
+def list_models() -> dict:
+    """The zoo: each model's name, with its summary and its model card's figures."""
+    return {name: dict(card(name), summary=recipe["summary"]) for name, recipe in ZOO.items()}
+
+
+__all__ = ["Report", "compress", "compress_with_report", "decompress", "compress_file", "decompress_file", "info",
+           "list_models"]
