@@ -1,6 +1,7 @@
 """The `bbans` command: parses arguments, calls the library, reports. The library is
 loaded when a command runs (bbans loads its API on first use; bench, evaluate and train
 import theirs), so that --help and usage errors answer at once."""
+import importlib
 import json
 import sys
 import time
@@ -52,6 +53,16 @@ class Progress:
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.close()
+
+
+def bench_module(name: str):
+    """bbans.bench or bbans.evaluate, which need the extra bbans[bench]."""
+    try:
+        return importlib.import_module(f"bbans.{name}")
+    except ImportError as error:
+        if error.name not in ("imagecodecs", "zstandard", "matplotlib"):
+            raise
+        fail(f"bbans {name} needs {error.name}: pip install 'bbans[bench]'")
 
 
 def emit(report: dict, as_json: bool, quiet: bool, line: str):
@@ -224,7 +235,7 @@ def train(name, epochs, threads, nll_samples, nll_images):
 def bench(variants, images, plot, as_json):
     """bbans against gzip, bz2, xz, zstd, PNG, WebP and JPEG-XL on the test images:
     bits/dim, images/s, and the peak memory of bbans."""
-    from bbans import bench as b
+    b = bench_module("bench")
     results = {v: b.run(v, images) for v in variants or ("mnist-binarized", "mnist", "fashion-mnist")}
     if plot:
         write_atomic(plot, b.plot(results))
@@ -252,7 +263,7 @@ def evaluate(variants, names, images, nll_samples, nll_images, seed, classical, 
     """Every model's figures on the test set side by side, in bits/dim: NLL (exact for
     flows, importance-weighted bound for VAEs), -ELBO, what bbans codes with it, and the
     classical codecs on the same pixels."""
-    from bbans import evaluate as e
+    e = bench_module("evaluate")
     todo = e.plan(variants or ("mnist-binarized", "mnist", "fashion-mnist"),
                   [n for arg in names for n in arg.split(",") if n])
     results = {v: e.run(v, todo[v], images, nll_samples, nll_images, seed, classical) for v in todo}

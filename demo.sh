@@ -10,7 +10,7 @@ export BBANS_DATA="${BBANS_DATA:-../shared/data}"
 out=$(mktemp -d)
 .venv/bin/python -c "
 import numpy as np, sys
-from bbans.bench import mnist_test
+from bbans.measure import mnist_test
 np.save(sys.argv[1] + '/binarized.npy', mnist_test('mnist-binarized', 10000))
 np.save(sys.argv[1] + '/digits.npy', mnist_test('mnist', 10000))
 np.save(sys.argv[1] + '/clothes.npy', mnist_test('fashion-mnist', 10000))" "$out"

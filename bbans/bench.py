@@ -5,26 +5,20 @@ import gzip
 import io
 import lzma
 import math
-import multiprocessing
-import re
-import resource
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
-import imagecodecs
+import imagecodecs  # these three are the extra bbans[bench]
 import numpy as np
 import zstandard
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-from bbans import api, chunks
-from bbans.models.data import binarize, load_images
-from bbans.models.intnet import describe, machine
+from bbans import api
+from bbans.measure import REPEAT, VARIANTS, compress_measured, decompress_measured, in_fresh_process, mnist_test, \
+    npy_bytes, timed
 from bbans.models import zoo
+from bbans.models.intnet import describe
 
-REPEAT = 3  # runs of bbans each way; the fastest counts
-# name: (data set it is drawn from, binarized), as the zoo's recipes name them
-VARIANTS = {"mnist-binarized": ("mnist", True), "mnist": ("mnist", False), "fashion-mnist": ("fashion-mnist", False)}
 BYTE_CODECS = {  # name: (compress, decompress), on the raw pixel bytes
     "gzip -9": (lambda b: gzip.compress(b, 9, mtime=0), gzip.decompress),
     "bz2 -9": (lambda b: bz2.compress(b, 9), bz2.decompress),
@@ -66,60 +60,6 @@ LAYOUTS = {  # name: (images -> the parts to encode, (decoded parts, shape) -> i
     "one image": (lambda x: [x.reshape(-1, x.shape[2])], lambda parts, shape: parts[0].reshape(shape)),
     "one mosaic image": (lambda x: [mosaic(x)], lambda parts, shape: tiles(parts[0], shape)),
 }
-
-
-def mnist_test(variant: str, n: int) -> np.ndarray:
-    """The first n test images of a variant of VARIANTS."""
-    name, binarized = VARIANTS[variant]
-    images = load_images(name, "test")
-    return (binarize(images) if binarized else images)[:n]
-
-
-def npy_bytes(images: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, images)
-    return buf.getvalue()
-
-
-def timed(fn, arg):
-    start = time.perf_counter()
-    out = fn(arg)
-    return out, time.perf_counter() - start
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB. Linux's VmHWM counts only this process's
-    own memory since it started; its ru_maxrss would also count the peak of the parent that
-    spawned it (kept across fork and exec), so that is the fallback where /proc is missing."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        return int(re.search(r"VmHWM:\s*(\d+) kB", status.read_text()).group(1)) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)
-
-
-def in_fresh_process(fn, *args):
-    """fn(*args) in a newly started process that runs nothing else."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def fastest(run, repeat: int):
-    """run() -> (output, report) `repeat` times on one core: the output, and the report
-    of the fastest run (this machine's speed varies by some 10% from run to run)."""
-    chunks.one_thread()
-    runs = [run() for _ in range(repeat)]
-    return runs[0][0], min((report for _, report in runs), key=lambda r: r["seconds"])
-
-
-def compress_measured(data: bytes, model: str, repeat: int):
-    """(file, report of the fastest run, with the machine it ran on (bbans.models.intnet.machine),
-    peak MB)."""
-    blob, report = fastest(lambda: api.compress(data, model=model), repeat)
-    return blob, dict(report, machine=machine()), peak_rss_mb()
-
-
-def decompress_measured(blob: bytes, repeat: int):
-    return *fastest(lambda: api.decompress(blob), repeat), peak_rss_mb()
 
 
 def fitting_models(variant: str):
@@ -219,7 +159,6 @@ def plot(results: dict) -> bytes:
     """PNG of rate against speed, one panel per data set: each codec a filled marker at its
     compress speed and a hollow one at its decompress speed, joined, at its bits/dim; a
     codec has the same colour in every panel."""
-    from matplotlib import colormaps
     palette = colormaps["tab20"].colors[::2] + colormaps["tab20"].colors[1::2]  # the strong colours first
     names = dict.fromkeys(name for r in results.values() for name in r["codecs"])
     colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
@@ -241,8 +180,6 @@ def plot(results: dict) -> bytes:
 
 def panels(count: int, height: float):
     """A matplotlib figure (drawn off screen) of `count` panels side by side, and the panels."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     fig = Figure(figsize=(7 * count, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(1, count, squeeze=False)[0]

@@ -3,10 +3,10 @@ import json
 
 import torch
 
-from bbans import api, bench, chunks, container
-from bbans.bench import mnist_test, npy_bytes
+from bbans import api, chunks, container, measure
 from bbans.codecs.vae import BitSwapCodec
 from bbans.codecs.vq import VQCodec
+from bbans.measure import mnist_test, npy_bytes
 from bbans.models.intnet import describe
 from bbans.models.zoo import WEIGHTS, ZOO, figures, is_codec, kind, load, weights_path
 
@@ -94,8 +94,8 @@ def measure_speed(name: str) -> dict:
     it returns (without the curve)."""
     card = json.loads((WEIGHTS / f"{name}.json").read_text())
     images = test_images(name)
-    blob, report, _ = bench.in_fresh_process(bench.compress_measured, npy_bytes(images), name, bench.REPEAT)
-    _, back, _ = bench.in_fresh_process(bench.decompress_measured, blob, bench.REPEAT)
+    blob, report, _ = measure.in_fresh_process(measure.compress_measured, npy_bytes(images), name, measure.REPEAT)
+    _, back, _ = measure.in_fresh_process(measure.decompress_measured, blob, measure.REPEAT)
     speed = dict(machine=report["machine"], compress_images_per_s=round(len(images) / report["seconds"]),
                  decompress_images_per_s=round(len(images) / back["seconds"]))
     same = ("cpu", "simd", "torch_simd", "kernel")  # a new head kernel supersedes the earlier speed

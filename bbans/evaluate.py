@@ -1,6 +1,6 @@
 """`bbans evaluate`: every model of the zoo that fits a test set beside the classical
 codecs, in bits/dim: what each model says the data costs, and what coding with it costs."""
-from bbans import api, bench
+from bbans import api, bench, measure
 from bbans.errors import BbansError
 from bbans.models.zoo import figures, is_codec, kind, known, trained_on
 
@@ -11,7 +11,7 @@ EXTRAS = ("nll_samples", "nll_images", "nll_bound", "solver", "evaluations_per_i
 
 
 def fitting(variant: str) -> list:
-    return trained_on(*bench.VARIANTS[variant])
+    return trained_on(*measure.VARIANTS[variant])
 
 
 def plan(variants, names=()) -> dict:
@@ -33,7 +33,7 @@ def model_row(name: str, images, nll_samples: int, nll_images: int, seed: int) -
                bound_bits_per_dim=fig.get("neg_elbo_bits_per_dim", fig.get("model_bits_per_dim")),
                **{k: fig[k] for k in EXTRAS if k in fig})
     if is_codec(name):
-        row["coded_bits_per_dim"] = api.compress(bench.npy_bytes(images), model=name)[1]["bits_per_dim"]
+        row["coded_bits_per_dim"] = api.compress(measure.npy_bytes(images), model=name)[1]["bits_per_dim"]
     return row
 
 
@@ -41,7 +41,7 @@ def run(variant: str, names, n: int = 10000, nll_samples: int = 1000, nll_images
         classical: bool = True) -> dict:
     """The figures of the models `names` and (unless not `classical`) of the classical
     codecs on the first n test images of `variant`; the same for the same seed."""
-    images = bench.mnist_test(variant, n)
+    images = measure.mnist_test(variant, n)
     rows = {name: model_row(name, images, nll_samples, nll_images, seed) for name in names}
     for name, layout, encode, decode in bench.classical_codecs(images.shape) if classical else ():
         rows[name] = dict(kind="classical", coded_bits_per_dim=bench.classical_row(images, layout, encode, decode)

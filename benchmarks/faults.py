@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from bbans import api, container
 from bbans.errors import BbansError
+from bbans.measure import mnist_test, npy_bytes
 
 FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields in the header
 
@@ -23,7 +24,6 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood and a
     zero head among them), the VQ-VAE, and xz."""
-    from bbans.bench import mnist_test, npy_bytes
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbans.bench import mnist_test
+from bbans.measure import mnist_test
 
 WRAPPER = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")

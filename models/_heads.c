@@ -1,4 +1,4 @@
-/* models.vae.ExactColumns on AVX2 with FMA: an MLP over columns, one column per pixel.
+/* models.grids.ExactColumns on AVX2 with FMA: an MLP over columns, one column per pixel.
  *
  * Each layer is out = A @ h in float64, A (rows, cols) and h (cols, m); between layers
  * the outputs are clipped to [0, limit] and rounded to integers (half to even, as
@@ -160,7 +160,7 @@ static PyObject *py_available(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"mlp", py_mlp, METH_VARARGS, "models.vae.ExactColumns' MLP on AVX2 with FMA (see the source)."},
+    {"mlp", py_mlp, METH_VARARGS, "models.grids.ExactColumns' MLP on AVX2 with FMA (see the source)."},
     {"available", py_available, METH_NOARGS, "Whether this CPU can run mlp()."},
     {NULL, NULL, 0, NULL},
 };

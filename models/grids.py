@@ -152,31 +152,43 @@ def head_methods() -> list:
 
 
 @functools.cache
-def head_kernel() -> str:
-    """ExactColumns' method for this process: "avx2" where models/_heads.c runs, gives
-    numpy's bits on extreme operands, and is the faster of the two on a head shaped like
-    the zoo's (13 inputs, two hidden layers of 32, 3 outputs; fastest of 5 each, taken in
-    turns); else "numpy"."""
-    if head_methods() == ["numpy"]:
-        return "numpy"
+def timing_head():
+    """(head, columns): a head shaped like the zoo's (13 inputs, two hidden layers of 32,
+    3 outputs; many weights at the grid's limit of 8) and 4,099 columns of its inputs,
+    the first three all -ACT_LIMIT, ACT_LIMIT and 0."""
     torch.manual_seed(0)
     seq = nn.Sequential(nn.Linear(13, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
     with torch.no_grad():
         for m in seq[::2]:
-            m.weight.mul_(40)  # many weights at the grid's limit of 8
-    head = ExactColumns(seq)
-    rng = np.random.default_rng(0)
-    x = np.rint(rng.uniform(-1, 1, (14, 4099)) * ACT_LIMIT / ACT_GRID) * ACT_GRID
-    x[:, :3] = [-ACT_LIMIT, ACT_LIMIT, 0]  # columns of extreme inputs
+            m.weight.mul_(40)
+    x = np.rint(np.random.default_rng(0).uniform(-1, 1, (14, 4099)) * ACT_LIMIT / ACT_GRID) * ACT_GRID
+    x[:, :3] = [-ACT_LIMIT, ACT_LIMIT, 0]
     x[-1] = 1
-    if not np.array_equal(head.numpy(x), head.avx2(x)):
-        return "numpy"
-    best = {"numpy": np.inf, "avx2": np.inf}
-    for _ in range(5):
+    return ExactColumns(seq), x
+
+
+def head_seconds(methods, repeat: int = 5) -> dict:
+    """Each method's fastest time on the timing head, the methods taken in turns."""
+    head, x = timing_head()
+    best = dict.fromkeys(methods, np.inf)
+    for _ in range(repeat):
         for name in best:
             start = time.perf_counter()
             getattr(head, name)(x)
             best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def head_kernel() -> str:
+    """ExactColumns' method for this process: "avx2" where models/_heads.c runs, gives
+    numpy's bits on the timing head and is the faster of the two there; else "numpy"."""
+    if head_methods() == ["numpy"]:
+        return "numpy"
+    head, x = timing_head()
+    if not np.array_equal(head.numpy(x), head.avx2(x)):
+        return "numpy"
+    best = head_seconds(head_methods())
     return min(best, key=best.get)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bbans.models.grids import head_kernel
+from bbans.models.grids import head_kernel, head_methods, head_seconds
 
 try:
     from bbans.models import _intmm  # the C kernel, where it was built (an optional part of the install)
@@ -346,10 +346,12 @@ def describe(m: dict) -> str:
     return f"{m['cpu']} ({m['simd']}; torch at {m['torch_simd']}, kernel {m['kernel']}{heads})"
 
 
-if __name__ == "__main__":  # python -m bbans.models.intnet: the kernels here, and the one chosen
+if __name__ == "__main__":  # python -m bbans.models.intnet: the kernels here, and those chosen
     import json
     for k in KERNELS:
         exact = k.available() and is_exact(k)
         print(f"{k.name:14} {'exact' if exact else 'not exact' if k.available() else 'not available':13}"
               + (f" {seconds(k) * 1e3:7.2f} ms on the timing layers" if exact else ""))
+    for name, t in head_seconds(head_methods()).items():
+        print(f"heads {name:8} {t * 1e3:7.2f} ms on the timing head")
     print(json.dumps(machine()))

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from bbans import api, chunks, container
-from bbans.bench import mnist_test, npy_bytes
+from bbans.measure import mnist_test, npy_bytes
 from bbans.errors import BbansError
 
 MODELS = [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),

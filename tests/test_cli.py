@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bbans.api import METHODS
-from bbans.bench import mnist_test, npy_bytes
+from bbans.measure import mnist_test, npy_bytes
 from bbans.cli import main
 from bbans.models.zoo import card, kind
 
@@ -29,7 +29,7 @@ def run_json(*args):
 
 
 @pytest.mark.parametrize("variant, model, picked", [
-    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-sparse"), ("fashion-mnist", None, "vae-fashion"),
+    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-sparse-wide"), ("fashion-mnist", None, "vae-fashion"),
     ("mnist", "vqvae-8bit", "vqvae-8bit"), ("mnist-binarized", "vae-binary-fast", "vae-binary-fast")])
 def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked):
     """Each data set gets its own default model (MNIST and Fashion-MNIST are told apart
@@ -311,3 +311,19 @@ def test_files_of_earlier_versions_still_decompress(data, version, variant, mode
             + box.meta + table
     assert api.decompress(old)[0] == original
     assert api.info(old)["chunks"] == 1
+
+
+def test_bench_without_its_extra_says_how_to_get_it(monkeypatch):
+    import importlib
+    from bbans import cli
+    real = importlib.import_module
+
+    def missing(name, *args):
+        if name in ("bbans.bench", "bbans.evaluate"):
+            raise ModuleNotFoundError("No module named 'zstandard'", name="zstandard")
+        return real(name, *args)
+
+    monkeypatch.setattr(cli.importlib, "import_module", missing)
+    for command in ("bench", "evaluate"):
+        code, message = bbans(command)
+        assert code == 1 and message == f"bbans: error: bbans {command} needs zstandard: pip install 'bbans[bench]'\n"

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from distributed import LocalCluster
 
 from bbans import api, chunks, container
-from bbans.bench import mnist_test, npy_bytes
+from bbans.measure import mnist_test, npy_bytes
 from bbans.errors import BbansError
 from bbans.cli import main
 

@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from bbans import api
-from bbans.bench import mnist_test, npy_bytes
+from bbans.measure import mnist_test, npy_bytes
 from bbans.models import grids, intnet
 from bbans.models.zoo import ZOO, is_codec
 

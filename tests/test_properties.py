@@ -106,7 +106,7 @@ def test_decompressing_bytes_after_a_valid_start_raises_only_the_documented_erro
 
 @pytest.fixture(scope="module")
 def small_files(data):
-    from bbans.bench import mnist_test, npy_bytes
+    from bbans.measure import mnist_test, npy_bytes
     return [api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
             for v, m in [("mnist-binarized", "vae-binary"), ("mnist", "vae-8bit"), ("mnist", "vqvae-8bit")]] + \
         [api.compress(b"some text " * 20)[0]]

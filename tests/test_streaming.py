@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from bbans import api, files
-from bbans.bench import mnist_test, npy_bytes
+from bbans.measure import mnist_test, npy_bytes
 from bbans.errors import BbansError
 from bbans import cli
 
