@@ -1,4 +1,5 @@
 """The Python API: arrays and files, the same container as the command line."""
+import os
 import re
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def test_the_readme_s_python_examples_run(data, tmp_path):
     """Every ```python block of the README, in a folder of its own, in order."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) >= 2
+    env = dict(os.environ, BBANS_DATA=str(Path(data).resolve()))  # it may be relative to here
     for block in blocks:
-        run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True)
+        run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert run.returncode == 0, block + run.stderr
