@@ -14,6 +14,7 @@ from bbans.chunks import CHUNK_IMAGES
 from bbans.errors import BbansError
 from bbans.files import write_atomic
 from bbans.formats import PIXELS
+
 STARTED = time.perf_counter()  # the wall time a report gives counts from here
 
 

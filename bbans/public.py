@@ -80,7 +80,7 @@ def decompress(blob: bytes, *, workers: int = 1) -> np.ndarray:
     return np.array(images.pixels).reshape(-1, formats.SIDE, formats.SIDE)
 
 
-def _output(path: Path, output, force: bool, default: Path) -> Path:
+def _output(output, force: bool, default: Path) -> Path:
     output = Path(output) if output is not None else default
     if output.exists() and not force:
         raise BbansError(f"{output} exists; use --force (force=True) to overwrite")
@@ -98,7 +98,7 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
     each on nll_images of them, default all), at several times the coding time. After
     each chunk, progress(images done, images, bits so far)."""
     path = Path(path)
-    output = _output(path, output, force, path.with_name(path.name + SUFFIX))
+    output = _output(output, force, path.with_name(path.name + SUFFIX))
     with open_input(path) as data:
         blob, r = api.compress(data, model=model, full_figures=full_figures, nll_samples=nll_samples,
                                nll_images=nll_images, chunk_images=chunk_images, workers=workers, scheduler=scheduler,
@@ -114,7 +114,7 @@ def decompress_file(path, output=None, *, force: bool = False, workers: int = 1,
     path = Path(path)
     if output is None and path.suffix != SUFFIX:
         raise BbansError(f"{path} does not end in {SUFFIX}; name the output with -o (output=...)")
-    output = _output(path, output, force, path.with_suffix(""))
+    output = _output(output, force, path.with_suffix(""))
     blob = path.read_bytes()
     with atomic_output(output) as out:
         r = api.decompress_to(blob, out, workers=workers, scheduler=scheduler, progress=progress or api.no_progress)
