@@ -3,6 +3,7 @@ loaded when a command runs (bbans loads its API on first use; bench, evaluate an
 import theirs), so that --help and usage errors answer at once."""
 import importlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,7 +74,8 @@ def emit(report: dict, as_json: bool, quiet: bool, line: str):
 
 class App(click.Group):
     """Turns every failure into one line and a non-zero exit: 1 for bad input, corrupt files
-    and missing models or data, 3 for an internal error, 130 for an interrupt."""
+    and missing models or data, 3 for an internal error, 130 for an interrupt; a closed
+    output pipe ends it quietly with 141."""
 
     def invoke(self, ctx):
         try:
@@ -82,6 +84,9 @@ class App(click.Group):
             raise  # click's own ends: --help, usage errors
         except BbansError as e:
             fail(str(e))
+        except BrokenPipeError:  # the reader went (bbans models | head): end quietly, as a pipe's writer does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except OSError as e:
             fail(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
         except KeyboardInterrupt:

@@ -327,3 +327,13 @@ def test_bench_without_its_extra_says_how_to_get_it(monkeypatch):
     for command in ("bench", "evaluate"):
         code, message = bbans(command)
         assert code == 1 and message == f"bbans: error: bbans {command} needs zstandard: pip install 'bbans[bench]'\n"
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """As `bbans models | head -1` once the reader has gone: no message, status 141."""
+    code = ("import click, bbans.cli\n"
+            "def gone(*args, **kwargs): raise BrokenPipeError(32, 'Broken pipe')\n"
+            "click.echo = gone\n"
+            "bbans.cli.main(['models'])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 141 and run.stderr == ""
