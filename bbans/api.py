@@ -1,5 +1,5 @@
 """Compress and decompress whole files: images go to a model of the zoo (a VAE with
-bits-back, or a VQ-VAE), anything else to xz."""
+bits-back, or a VQ-VAE), anything else to xz; what nothing shrinks is stored as it is."""
 import functools
 import hashlib
 import io
@@ -57,12 +57,24 @@ def pick_model(binary: bool, name=None, sample=None) -> str:
     return name
 
 
-def _xz(data: bytes):
+def _bytes_box(method: str, data, payload: bytes) -> Container:
+    """The container of a file that no model codes: xz or stored."""
+    return Container(method, "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"",
+                     container.bytes_fingerprint(method, container.VERSION), b"", payload)
+
+
+STORED_HEADER = len(_bytes_box("stored", b"", b"").to_bytes())  # bytes a stored file adds
+
+
+def _xz(data):
     start = time.perf_counter()
     payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
-    return Container("xz", "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"",
-                     container.xz_fingerprint(container.VERSION), b"", payload), \
-        time.perf_counter() - start, {}
+    return _bytes_box("xz", data, payload), time.perf_counter() - start, {}
+
+
+def _stored(data):
+    start = time.perf_counter()
+    return _bytes_box("stored", data, bytes(data)), time.perf_counter() - start, {}
 
 
 def _encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None) -> bytes:
@@ -187,6 +199,9 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates.append(_xz(data))
     blob, box, seconds, coded = min(((c.to_bytes(), c, s, f) for c, s, f in candidates), key=lambda e: len(e[0]))
+    if not model and len(blob) > len(data) + STORED_HEADER:  # nothing shrinks it: stored as it is
+        box, seconds, coded = _stored(data)
+        blob = box.to_bytes()
     dims = images.pixels.size if images is not None else len(data)
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
@@ -217,7 +232,7 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=n
     box = container.read(blob)
     if not box.model:
         start = time.perf_counter()
-        data = _unxz(box)
+        data = _unxz(box) if box.method == "xz" else _unstored(box)
         sha = hashlib.sha256(data).digest()
         out.write(data)
     else:  # the checksum is of the header bytes and the pixels, as compress took it
@@ -261,6 +276,12 @@ def _unxz(box: Container) -> bytes:
     if not xz.eof or xz.unused_data or len(data) != box.size:
         raise BbansError("corrupt payload (the xz stream is cut short, too long or followed by other bytes)")
     return data
+
+
+def _unstored(box: Container) -> bytes:
+    if len(box.payload) != box.size:
+        raise BbansError("corrupt payload (the stored file is not of the size the header gives)")
+    return box.payload
 
 
 def _check_model(box: Container):

@@ -8,7 +8,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
                           bit by bit (bbans.codecs.vae), and up to 3 a VAE's networks run
                           on float64 grids, not on integers (bbans.models.intnet)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE,
-                                  3 = Bit-Swap hierarchical VAE
+                                  3 = Bit-Swap hierarchical VAE, 4 = stored as it is
+                                  (from version 6 on)
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
     size         u64      bytes of the original file
     sha256       32 bytes of the original file (png: of its pixels)
@@ -16,10 +17,10 @@ then the payload. Every integer is big-endian; no pickle, no paths.
     model hash   16 bytes first half of the model's weights hash (zeros for xz)
     fingerprint  16 bytes of the SHA-256 of the codec's output on a fixed probe in the
                           encoding environment, from version 3 on after the version byte
-                          (xz: xz_fingerprint)
+                          (xz and stored: bytes_fingerprint)
     name length  u8, meta length u16
     model name   ascii; meta: the layout's header bytes (png: height and width)
-    payload      xz: the compressed file. A model's: chunks (bbans.chunks), each one
+    payload      xz: the compressed file; stored: the file. A model's: chunks (bbans.chunks), each one
                  message: the ANS stack as u32 words, for a VQ-VAE after a u64 count
                  of the bits its codes take. Version 1: one BB-ANS VAE message, no
                  chunk table.
@@ -32,7 +33,8 @@ from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap")
+METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored")
+BYTE_METHODS = ("xz", "stored")  # of files that are not images: no model, layout "bytes"
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
 FINGERPRINT = 16  # bytes, from version 2 on
@@ -44,11 +46,12 @@ class FormatError(BbansError):
     pass
 
 
-def xz_fingerprint(version: int) -> bytes:
-    """An xz file's fingerprint: from version 3 on a mark of the version, so that a changed
-    version byte is caught (a model's fingerprint covers it itself); zeros before."""
+def bytes_fingerprint(method: str, version: int) -> bytes:
+    """The fingerprint of an xz or stored file: from version 3 on a mark of the method and
+    the version, so that a changed version byte is caught (a model's fingerprint covers it
+    itself); zeros before."""
     if version > 2:
-        return hashlib.sha256(b"xz" + bytes([version])).digest()[:FINGERPRINT]
+        return hashlib.sha256(method.encode() + bytes([version])).digest()[:FINGERPRINT]
     return bytes(FINGERPRINT if version > 1 else 0)
 
 
@@ -85,11 +88,12 @@ def read(blob: bytes) -> Container:
     if len(blob) < start:
         raise FormatError("not a .bbans file (too short)")
     name_len, meta_len = LENGTHS.unpack_from(blob, start - LENGTHS.size)
-    if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] == "xz") != (LAYOUTS[layout] == "bytes"):
+    if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] in BYTE_METHODS) != (LAYOUTS[layout] == "bytes") \
+            or version < {"bbans-bitswap": 3, "stored": 6}.get(METHODS[method], 1):  # the versions that have it
         raise FormatError("corrupt header (unknown method or layout)")
-    if METHODS[method] == "xz" and (images or name_len or meta_len or any(model_hash)
-                                    or fingerprint != xz_fingerprint(version)):
-        raise FormatError("corrupt header (model fields set in an xz file)")
+    if METHODS[method] in BYTE_METHODS and (images or name_len or meta_len or any(model_hash)
+                                            or fingerprint != bytes_fingerprint(METHODS[method], version)):
+        raise FormatError(f"corrupt header (model fields set in an {METHODS[method]} file)")
     end = start + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:
         raise FormatError("corrupt or truncated header")

@@ -20,7 +20,7 @@ SUFFIX = ".bbans"
 @dataclass(frozen=True)
 class Report:
     """What compressing or decompressing did; rates in bits per dimension (per pixel)."""
-    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq", or "xz" for what no model codes
+    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq"; "xz" or "stored" for what no model codes
     model: Optional[str]  # the zoo's model (bbans models lists them), None for xz
     images: int
     original_bytes: int

@@ -28,6 +28,7 @@ def small_files() -> dict:
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
     files["xz"] = api.compress(b"not an image " * 30)[0]
+    files["stored"] = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]  # nothing shrinks it
     return files
 
 

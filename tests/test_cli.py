@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bbans.api import METHODS
+from bbans.api import METHODS, STORED_HEADER
 from bbans.measure import mnist_test, npy_bytes
 from bbans.cli import main
 from bbans.models.zoo import card, kind
@@ -126,11 +126,15 @@ def test_png_restores_pixel_exact_and_info_says_so(data, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "d.png")), pixels)
 
 
-@pytest.mark.parametrize("content", [b"", b"plain text\n" * 50, bytes(range(256)) * 3])
-def test_other_files_use_the_fallback(tmp_path, content):
+@pytest.mark.parametrize("content, method", [(b"plain text\n" * 50, "xz"), (bytes(range(256)) * 3, "xz"),
+                                             (b"", "stored"), (np.random.default_rng(0).bytes(5000), "stored")])
+def test_other_files_use_xz_or_are_stored_when_nothing_shrinks_them(tmp_path, content, method):
     src = tmp_path / "f.bin"
     src.write_bytes(content)
-    assert run_json("compress", src)["method"] == "xz"
+    report = run_json("compress", src)
+    assert report["method"] == method
+    if method == "stored":
+        assert report["compressed_bytes"] == len(content) + STORED_HEADER
     src.unlink()
     run_json("decompress", tmp_path / "f.bin.bbans")
     assert src.read_bytes() == content

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bbans import container, formats
+from bbans import api, container, formats
 
 rng = np.random.default_rng(0)
 
@@ -75,3 +75,16 @@ def test_version_1_containers_are_still_read():
     fixed = container.FIXED.size  # version 1 has no fingerprint after the fixed fields
     v1 = blob[:5] + b"\x01" + blob[6:fixed] + blob[fixed + container.FINGERPRINT:]
     assert container.read(v1) == container.Container(**{**box.__dict__, "fingerprint": b"", "version": 1})
+
+
+def test_a_method_is_refused_in_versions_before_it_existed():
+    """Bit-Swap files came with version 3, stored ones with version 6: a header that
+    claims one in an earlier version (one flipped bit of the version byte) is corrupt."""
+    stored = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]
+    bitswap = container.Container("bbans-bitswap", "npy", 123, b"s" * 32, 2, "hvae-binary", b"h" * 16, b"f" * 16,
+                                  b"meta", b"payload").to_bytes()
+    for blob, versions in ((stored, range(1, 6)), (bitswap, (1, 2))):
+        assert container.read(blob).version == container.VERSION
+        for version in versions:
+            with pytest.raises(container.FormatError, match="unknown method"):
+                container.read(blob[:5] + bytes([version]) + blob[6:])

@@ -33,7 +33,9 @@ from bbans.codecs.core import Codec, affordable, bernoulli, bits_back, chain, ch
 from bbans.codecs.latents import LatentGrid, LatentTables, StdBuckets
 from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
 
-VERSION = 5  # the newest way of coding, which the container writes as the format version
+# The format version the container writes: the newest way of coding (version 6 codes as
+# 5 does; its container adds the method "stored").
+VERSION = 6
 
 
 def batch_schedule(n: int, largest: int, fraction: float):
