@@ -62,7 +62,7 @@ def bench_module(name: str):
     try:
         return importlib.import_module(f"bbans.{name}")
     except ImportError as error:
-        if error.name not in ("imagecodecs", "zstandard", "matplotlib"):
+        if error.name not in ("zstandard", "matplotlib"):
             raise
         fail(f"bbans {name} needs {error.name}: pip install 'bbans[bench]'")
 
@@ -138,8 +138,16 @@ def compress(file, output, force, model, full_figures, nll_samples, nll_images, 
     line = (f"{file} -> {r['output']}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
             + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
     figures = model_figures(r)
-    emit(r, as_json, quiet, line + (f" ({figures})" if figures else "")
+    emit(r, as_json, quiet, line + (f" ({figures})" if figures else "") + chunk_codecs(r)
          + f", coding {r['seconds']:.2f} s, {r['wall_seconds']:.2f} s in all")
+
+
+def chunk_codecs(r: dict) -> str:
+    """Where some chunks went to a classical codec: how many went which way."""
+    used = r.get("chunk_codecs", {})
+    if set(used) <= {r["model"]}:
+        return ""
+    return ", chunks: " + ", ".join(f"{count} {codec}" for codec, count in used.items())
 
 
 def model_figures(r: dict) -> str:

@@ -1,23 +1,23 @@
 """Compress and decompress whole files: images go to a model of the zoo (a VAE with
-bits-back, or a VQ-VAE), anything else to xz; what nothing shrinks is stored as it is."""
+bits-back, or a VQ-VAE) chunk by chunk, each chunk to a classical codec instead where
+that is smaller (bbans.classical); anything else to xz; what nothing shrinks is stored
+as it is."""
 import functools
 import hashlib
 import io
-import lzma
 import struct
 import time
 from collections import Counter
 
 import numpy as np
 
-from bbans import chunks, container, files, formats
+from bbans import chunks, classical, container, files, formats
 from bbans.codecs.vae import BitSwapCodec, VAECodec
 from bbans.codecs.vq import VQCodec
 from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.models import zoo
 
-XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 # Up to this size the fallback is tried too and the smaller file kept; beyond it, image
 # files go to the model (bits-back has paid its start-up cost long before).
 COMPARE_LIMIT = 1 << 20
@@ -68,7 +68,7 @@ STORED_HEADER = len(_bytes_box("stored", b"", b"").to_bytes())  # bytes a stored
 
 def _xz(data):
     start = time.perf_counter()
-    payload = lzma.compress(data, format=lzma.FORMAT_RAW, filters=XZ_FILTERS)
+    payload = classical.xz(data)
     return _bytes_box("xz", data, payload), time.perf_counter() - start, {}
 
 
@@ -137,9 +137,11 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
 
 
 def _encode_job(job):
-    """(payload, costs) of one chunk."""
+    """(codec, payload, costs) of one chunk: the model's message, or a classical codec's
+    where that is smaller (bbans.classical)."""
+    name, pixels = job
     costs = Counter()
-    return _encode(*job, costs=costs), costs
+    return *classical.choose(pixels, _encode(name, pixels, costs=costs)), costs
 
 
 def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: int, workers: chunks.Workers,
@@ -156,16 +158,18 @@ def _model(data, images: formats.Images, sha: bytes, name: str, chunk_images: in
             sent.append((len(pixels), chunks.pixel_sha(pixels)))
             yield name, pixels
 
-    parts, done, bits, costs = [], 0, 0, Counter()
-    for message, cost in workers.map(_encode_job, jobs()):
+    parts, done, bits, costs, used = [], 0, 0, Counter(), Counter()
+    for codec, message, cost in workers.map(_encode_job, jobs()):
         count, pixel_sha = sent[len(parts)]
-        parts.append(chunks.Chunk(count, message, pixel_sha))
+        parts.append(chunks.Chunk(count, message, pixel_sha, codec))
         done, bits = done + count, bits + 8 * len(message)
         costs.update(cost)
+        used[classical.name(codec, name)] += 1
         progress(done, n, bits)
     seconds = time.perf_counter() - start
     return Container(METHODS[zoo.kind(name)], images.layout, len(data), sha, n, name, bytes.fromhex(weights_hash)[:16],
-                     mark, images.meta, chunks.pack(parts)), seconds, _coder_figures(name, costs, images.pixels.size)
+                     mark, images.meta, chunks.pack(parts)), seconds, \
+        dict(_coder_figures(name, costs, images.pixels.size), chunk_codecs=dict(used))
 
 
 def no_progress(done: int, total: int, bits: int):
@@ -206,7 +210,8 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds,
-                  chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.model else 0)
+                  chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.model else 0,
+                  chunk_codecs=coded.pop("chunk_codecs", {}))
     if full_figures and box.model:
         start = time.perf_counter()
         report.update(zoo.figures(box.model, images.pixels, nll_samples, nll_images), figures="full",
@@ -232,7 +237,7 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=n
     box = container.read(blob)
     if not box.model:
         start = time.perf_counter()
-        data = _unxz(box) if box.method == "xz" else _unstored(box)
+        data = classical.unxz(box.payload, box.size) if box.method == "xz" else _unstored(box)
         sha = hashlib.sha256(data).digest()
         out.write(data)
     else:  # the checksum is of the header bytes and the pixels, as compress took it
@@ -265,19 +270,6 @@ def _write_images(box: Container, decoded, out) -> bytes:
     return hashed.digest()
 
 
-def _unxz(box: Container) -> bytes:
-    """The original of an xz container: one whole stream, nothing after it, of the size
-    the header gives (its bytes are limited to that size, whatever the stream claims)."""
-    xz = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=XZ_FILTERS)
-    try:
-        data = xz.decompress(box.payload, max_length=box.size + 1)
-    except lzma.LZMAError:
-        raise BbansError("corrupt payload (xz stream does not decode)") from None
-    if not xz.eof or xz.unused_data or len(data) != box.size:
-        raise BbansError("corrupt payload (the xz stream is cut short, too long or followed by other bytes)")
-    return data
-
-
 def _unstored(box: Container) -> bytes:
     if len(box.payload) != box.size:
         raise BbansError("corrupt payload (the stored file is not of the size the header gives)")
@@ -292,8 +284,9 @@ def _check_model(box: Container):
         consistent = len(box.meta) == 8 and np.prod(struct.unpack(">II", box.meta)) == pixels
     else:
         consistent = pixels + len(box.meta) == box.size
-    # No image costs less than 1/64 byte, so a count beyond that is a corrupt header (and
-    # would otherwise size an allocation).
+    # No image costs less than 1/64 byte (with a model; a classical chunk takes at least
+    # 0.12, xz on blank images), so a count beyond that is a corrupt header (and would
+    # otherwise size an allocation).
     if box.images == 0 or not consistent or box.images > 64 * (len(box.payload) + 1):
         raise BbansError("corrupt header (image count does not match the sizes)")
     # A header file is rebuilt as meta + pixels, and must read back as its own layout,
@@ -315,14 +308,19 @@ def _check_model(box: Container):
 def _chunks(box: Container):
     """A model container's chunks; a version 1 file holds one message and no table (its
     whole-file checksum stands for the chunk's)."""
-    return chunks.unpack(box.payload, box.images) if box.version > 1 else [chunks.Chunk(box.images, box.payload, b"")]
+    if box.version == 1:
+        return [chunks.Chunk(box.images, box.payload, b"")]
+    parts = chunks.unpack(box.payload, box.images, box.version)
+    if any(c.codec and c.codec not in classical.CODECS for c in parts):
+        raise BbansError("corrupt chunk table (unknown codec)")
+    return parts
 
 
 def _decoded_chunks(box: Container, parts, workers: chunks.Workers, progress):
     """The pixels of each chunk in order, each checked against its checksum where it
     was decoded."""
-    jobs = ((box.method, box.model, c.payload, c.images, box.version, c.sha256, f"chunk {i + 1} of {len(parts)}")
-            for i, c in enumerate(parts))
+    jobs = ((box.method, box.model, c.codec, c.payload, c.images, box.version, c.sha256,
+             f"chunk {i + 1} of {len(parts)}") for i, c in enumerate(parts))
     done, bits = 0, 0
     for part, pixels in zip(parts, workers.map(_decode_job, jobs)):
         done, bits = done + part.images, bits + 8 * len(part.payload)
@@ -332,8 +330,8 @@ def _decoded_chunks(box: Container, parts, workers: chunks.Workers, progress):
 
 def _decode_job(job) -> np.ndarray:
     """The pixels of one chunk, checked against its checksum (none in version 1 files)."""
-    method, name, payload, n, version, sha, where = job
-    pixels = _decoded(method, name, payload, n, version)
+    method, name, codec, payload, n, version, sha, where = job
+    pixels = classical.decode(codec, payload, n) if codec else _decoded(method, name, payload, n, version)
     if sha and chunks.pixel_sha(pixels) != sha:
         raise BbansError(f"checksum mismatch in {where}: the file is corrupt; nothing written")
     return pixels
@@ -368,11 +366,13 @@ def info(blob: bytes) -> dict:
     dims = box.images * formats.PIXELS if box.images else box.size
     parts = _chunks(box) if box.model else []
     split = {}
-    if box.method == "bbans-vq" and all(len(c.payload) >= LATENT_BITS.size for c in parts):
+    if box.method == "bbans-vq" and all(len(c.payload) >= LATENT_BITS.size and not c.codec for c in parts):
         latent_bits = sum(LATENT_BITS.unpack_from(c.payload)[0] for c in parts)
         pixel_bits = 8 * sum(len(c.payload) - LATENT_BITS.size for c in parts) - latent_bits
         split = dict(latent_bits_per_dim=latent_bits / dims, pixel_bits_per_dim=pixel_bits / dims)
     return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.images else None,
                 layout=box.layout, restores="pixel-exact PNG" if box.layout == "png" else "byte-exact",
-                n_images=box.images, chunks=len(parts), original_bytes=box.size, compressed_bytes=len(blob),
+                n_images=box.images, chunks=len(parts),
+                chunk_codecs=dict(Counter(classical.name(c.codec, box.model) for c in parts)),
+                original_bytes=box.size, compressed_bytes=len(blob),
                 bits_per_dim=8 * len(blob) / max(dims, 1), **split, sha256=box.sha256.hex())

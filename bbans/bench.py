@@ -6,9 +6,9 @@ import io
 import lzma
 import math
 
-import imagecodecs  # these three are the extra bbans[bench]
+import imagecodecs
 import numpy as np
-import zstandard
+import zstandard  # this and matplotlib are the extra bbans[bench]
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure

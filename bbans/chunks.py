@@ -3,7 +3,9 @@ CHUNK_IMAGES images each, which can be coded and decoded in any order, by severa
 processes or on a Dask cluster. All integers big-endian.
 
     count        u32      number of chunks
-    per chunk    u32 images, u64 payload bytes, 32 bytes SHA-256 of its pixels (N x 784 uint8)
+    per chunk    u32 images, u64: the codec (top 8 bits, from format version 6 on; 0 =
+                 the file's model, else bbans.classical's) and the payload bytes (the
+                 other 56), 32 bytes SHA-256 of its pixels (N x 784 uint8)
     payloads     the chunks' messages, in order
 """
 import ctypes
@@ -22,6 +24,7 @@ from multiprocessing import get_context
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 CHUNK_IMAGES = 10_000
@@ -31,11 +34,15 @@ CONNECT_SECONDS = 10  # to a Dask scheduler
 START_SECONDS = 300  # for worker processes to start and load the model
 
 
+SIZE_BITS = 56  # of an entry's u64; the codec above them
+
+
 @dataclass
 class Chunk:
     images: int
     payload: bytes
     sha256: bytes
+    codec: int = 0  # 0: the file's model
 
 
 def bounds(n: int, size: int):
@@ -48,25 +55,29 @@ def pixel_sha(pixels: np.ndarray) -> bytes:
 
 
 def pack(chunks) -> bytes:
-    table = b"".join(ENTRY.pack(c.images, len(c.payload), c.sha256) for c in chunks)
+    table = b"".join(ENTRY.pack(c.images, c.codec << SIZE_BITS | len(c.payload), c.sha256) for c in chunks)
     return COUNT.pack(len(chunks)) + table + b"".join(c.payload for c in chunks)
 
 
-def unpack(payload: bytes, images: int):
-    """The chunks of a payload that must hold `images` images in all."""
+def unpack(payload: bytes, images: int, version: int = VERSION):
+    """The chunks of a payload that must hold `images` images in all; files before format
+    version 6 have no codecs (their sizes' top bits are zero)."""
     if len(payload) < COUNT.size:
         raise BbansError("truncated payload (no chunk table)")
     count, = COUNT.unpack_from(payload)
     start = COUNT.size + count * ENTRY.size
     if count == 0 or count > images or start > len(payload):
         raise BbansError("corrupt or truncated chunk table")
-    entries = [ENTRY.unpack_from(payload, COUNT.size + i * ENTRY.size) for i in range(count)]
+    entries = [(n, size & ((1 << SIZE_BITS) - 1), size >> SIZE_BITS, sha)
+               for n, size, sha in (ENTRY.unpack_from(payload, COUNT.size + i * ENTRY.size) for i in range(count))]
+    if version < 6 and any(e[2] for e in entries):
+        raise BbansError("corrupt chunk table (its sizes do not add up)")
     if sum(e[0] for e in entries) != images or min(e[0] for e in entries) == 0 \
             or start + sum(e[1] for e in entries) != len(payload):
         raise BbansError("corrupt chunk table (its counts or sizes do not add up)")
     chunks = []
-    for n, size, sha in entries:
-        chunks.append(Chunk(n, payload[start:start + size], sha))
+    for n, size, codec, sha in entries:
+        chunks.append(Chunk(n, payload[start:start + size], sha, codec))
         start += size
     return chunks
 

@@ -12,6 +12,7 @@ import struct
 import sys
 import time
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from bbans import api, container
@@ -23,10 +24,13 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood and a
-    zero head among them), the VQ-VAE, and xz."""
+    zero head among them), the VQ-VAE, a file of a model chunk and a classical one, xz
+    and stored."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
+    files["mixed chunks"] = api.compress(npy_bytes(np.concatenate([mnist_test("mnist", 3), np.zeros((3, 28, 28), np.uint8)])),
+                                         model="vae-8bit", chunk_images=3)[0]  # a model chunk and a classical one
     files["xz"] = api.compress(b"not an image " * 30)[0]
     files["stored"] = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]  # nothing shrinks it
     return files

@@ -19,7 +19,8 @@ def test_round_trip_across_chunk_boundaries(data, variant, model, n):
     count that is not a multiple of the chunk size."""
     original = npy_bytes(mnist_test(variant, n))
     blob, report = api.compress(original, model=model, chunk_images=4)
-    parts = chunks.unpack(container.read(blob).payload, n)
+    box = container.read(blob)
+    parts = chunks.unpack(box.payload, n, box.version)
     assert report["chunks"] == len(parts) == -(-n // 4) and [c.images for c in parts] == [4] * (n // 4) + [n % 4] * (n % 4 > 0)
     assert api.decompress(blob)[0] == original
 

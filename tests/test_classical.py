@@ -1,0 +1,63 @@
+"""A choice per chunk: each chunk of images goes to the model or to a classical codec,
+whichever is smaller, and comes back exactly either way."""
+import numpy as np
+import pytest
+
+from bbans import api, chunks, classical, container
+from bbans.errors import BbansError
+from bbans.measure import mnist_test, npy_bytes
+
+BLANK = np.zeros((100, 28, 28), np.uint8)
+STRIPES = np.tile((np.arange(28) * 9 % 256).astype(np.uint8), (100, 28, 1))
+
+
+@pytest.mark.parametrize("codec", sorted(classical.CODECS))
+@pytest.mark.parametrize("n", [1, 70])
+def test_every_classical_codec_restores_a_chunk_exactly(codec, n):
+    pixels = np.random.default_rng(n).integers(0, 256, (n, 784), dtype=np.uint8)
+    pixels[:, :300] = 0
+    for encode in classical.CODECS[codec][1:3]:
+        assert (classical.decode(codec, encode(pixels), n) == pixels).all()
+    with pytest.raises(BbansError, match="corrupt payload"):  # another count of images than it holds
+        classical.decode(codec, classical.CODECS[codec][1](pixels), n + 1)
+
+
+def test_a_chunk_goes_to_whichever_codec_is_smaller():
+    pixels = BLANK.reshape(100, 784)
+    assert classical.choose(pixels, b"m" * 10) == (0, b"m" * 10)  # a model message no codec beats
+    codec, payload = classical.choose(pixels, b"m" * 100_000)
+    assert codec in classical.CODECS and len(payload) < 100_000
+    assert (classical.decode(codec, payload, 100) == pixels).all()
+
+
+def test_a_file_of_digits_and_of_what_no_model_knows_codes_each_chunk_its_own_way(data, monkeypatch):
+    images = np.concatenate([mnist_test("mnist", 100), BLANK, STRIPES])
+    original = npy_bytes(images)
+    blob, report = api.compress(original, chunk_images=100)
+    model = report["model"]
+    assert report["method"] == "bbans-vae" and report["chunk_codecs"][model] == 1 and sum(report["chunk_codecs"].values()) == 3
+    assert api.info(blob)["chunk_codecs"] == report["chunk_codecs"]
+    for workers in (1, 2):
+        assert api.decompress(blob, workers=workers)[0] == original
+    monkeypatch.setattr(classical, "choose", lambda pixels, message: (0, message))  # every chunk to the model
+    model_only = api.compress(original, model=model, chunk_images=100)[0]
+    assert len(blob) < min(len(model_only) / 10, len(classical.xz(original)))  # than either alone
+
+
+def test_the_test_sets_stay_with_their_models(data):
+    for variant in ("mnist-binarized", "mnist", "fashion-mnist"):
+        report = api.compress(npy_bytes(mnist_test(variant, 1000)))[1]
+        assert list(report["chunk_codecs"]) == [report["model"]], variant
+
+
+def test_a_chunk_table_with_an_unknown_codec_or_a_codec_before_version_6_is_refused(data):
+    blob = api.compress(npy_bytes(np.concatenate([mnist_test("mnist", 100), BLANK])), chunk_images=100)[0]
+    box = container.read(blob)
+    parts = chunks.unpack(box.payload, box.images, box.version)
+    assert [p.codec for p in parts][0] == 0 and parts[1].codec in classical.CODECS
+    parts[1].codec = 99
+    bad = container.Container(**{**box.__dict__, "payload": chunks.pack(parts)}).to_bytes()
+    with pytest.raises(BbansError, match="unknown codec"):
+        api.decompress(bad)
+    with pytest.raises(BbansError, match="chunk table"):
+        chunks.unpack(box.payload, box.images, 5)
