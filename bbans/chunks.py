@@ -24,7 +24,6 @@ from multiprocessing import get_context
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 CHUNK_IMAGES = 10_000
@@ -59,7 +58,7 @@ def pack(chunks) -> bytes:
     return COUNT.pack(len(chunks)) + table + b"".join(c.payload for c in chunks)
 
 
-def unpack(payload: bytes, images: int, version: int = VERSION):
+def unpack(payload: bytes, images: int, version: int):
     """The chunks of a payload that must hold `images` images in all; files before format
     version 6 have no codecs (their sizes' top bits are zero)."""
     if len(payload) < COUNT.size:

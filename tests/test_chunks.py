@@ -47,7 +47,7 @@ def test_chunks_decode_in_any_order(data, monkeypatch):
 def test_each_chunk_is_checked_against_its_checksum(data):
     blob, _ = api.compress(npy_bytes(mnist_test("mnist-binarized", 9)), model="vae-binary", chunk_images=4)
     box = container.read(blob)
-    parts = chunks.unpack(box.payload, 9)
+    parts = chunks.unpack(box.payload, 9, box.version)
     parts[1].sha256 = bytes(32)
     box.payload = chunks.pack(parts)
     with pytest.raises(BbansError, match="checksum mismatch in chunk 2 of 3"):
@@ -56,11 +56,11 @@ def test_each_chunk_is_checked_against_its_checksum(data):
 
 def test_tables_that_do_not_add_up_are_refused():
     good = [chunks.Chunk(2, b"abcd", bytes(32)), chunks.Chunk(1, b"ef", bytes(32))]
-    assert chunks.unpack(chunks.pack(good), 3) == good
+    assert chunks.unpack(chunks.pack(good), 3, container.VERSION) == good
     for payload, images in [(chunks.pack(good), 4), (chunks.pack(good)[:-1], 3), (chunks.pack([]), 0),
                             (chunks.pack([chunks.Chunk(0, b"", bytes(32))] + good), 3), (b"\xff\xff\xff\xff", 3)]:
         with pytest.raises(BbansError):
-            chunks.unpack(payload, images)
+            chunks.unpack(payload, images, container.VERSION)
 
 
 def test_workers_take_items_as_needed_and_keep_their_order():

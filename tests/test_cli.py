@@ -303,7 +303,7 @@ def test_files_of_earlier_versions_still_decompress(data, version, variant, mode
     original = npy_bytes(images)
     box = container.read(api.compress(original, model=model)[0])
     message = api._encode(model, images.reshape(len(images), -1), version)
-    assert message != chunks.unpack(box.payload, box.images)[0].payload
+    assert message != chunks.unpack(box.payload, box.images, box.version)[0].payload
     name = box.model.encode()
     header = container.FIXED.pack(b"BBANS", version, container.METHODS.index(box.method), 1, box.size, box.sha256,
                                   box.images, box.model_hash)

@@ -68,7 +68,7 @@ def test_an_unreachable_or_malformed_scheduler_address_is_one_line(data, tmp_pat
 def test_a_corrupt_chunk_fails_on_the_cluster_as_it_does_here(data, scheduler):
     blob, _ = api.compress(npy_bytes(mnist_test("mnist-binarized", 9)), model="vae-binary", chunk_images=4)
     box = container.read(blob)
-    parts = chunks.unpack(box.payload, 9)
+    parts = chunks.unpack(box.payload, 9, box.version)
     parts[1].payload = parts[1].payload[:-1]  # its job fails: not a whole number of words
     box.payload = chunks.pack(parts)
     with pytest.raises(BbansError) as here:
