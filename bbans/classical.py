@@ -5,8 +5,15 @@ which; 0 is the file's model).
 Deciding costs little: the model codes every chunk in full (it is the fast one), the
 classical codecs first code a sample of the chunk at quick settings, and code it in
 full only where the sample says they may come within MARGIN of the model.
+
+A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
+these formats leave bits that decode to the same pixels (padding, ancillary fields),
+and a file whose bytes were changed must be refused even so, as a model's message is,
+every bit of which the pixels' checksum covers.
 """
 import lzma
+import struct
+import zlib
 
 import imagecodecs
 import numpy as np
@@ -63,6 +70,9 @@ def name(codec: int, model: str) -> str:
     return model if codec == 0 else CODECS[codec][0]
 
 
+CRC = struct.Struct(">I")
+
+
 def choose(pixels: np.ndarray, message: bytes):
     """(codec, payload) of the chunk `pixels` (n, 784) uint8 whose model message is
     `message`: the model's, or a classical codec's where that is smaller."""
@@ -73,7 +83,8 @@ def choose(pixels: np.ndarray, message: bytes):
     for c in sorted(estimates, key=estimates.get):
         if estimates[c] > MARGIN * len(best[1]):
             break
-        payload = CODECS[c][1](pixels)
+        stream = CODECS[c][1](pixels)
+        payload = CRC.pack(zlib.crc32(stream)) + stream
         if len(payload) < len(best[1]):
             best = (c, payload)
     return best
@@ -83,8 +94,10 @@ def decode(codec: int, payload: bytes, n: int) -> np.ndarray:
     """The pixels (n, 784) of a chunk coded with a classical codec."""
     if codec not in CODECS:
         raise BbansError(f"corrupt chunk table (unknown codec {codec})")
+    if len(payload) < CRC.size or CRC.unpack_from(payload)[0] != zlib.crc32(payload[CRC.size:]):
+        raise BbansError(f"corrupt payload (the {CODECS[codec][0]} chunk's CRC does not match)")
     try:
-        pixels = CODECS[codec][3](payload, n)
+        pixels = CODECS[codec][3](payload[CRC.size:], n)
     except BbansError:
         raise
     except Exception as e:  # whatever a corrupt stream makes the decoder raise

@@ -1,9 +1,13 @@
 """A choice per chunk: each chunk of images goes to the model or to a classical codec,
 whichever is smaller, and comes back exactly either way."""
+import zlib
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from bbans import api, chunks, classical, container
+from bbans.cli import main
 from bbans.errors import BbansError
 from bbans.measure import mnist_test, npy_bytes
 
@@ -17,9 +21,17 @@ def test_every_classical_codec_restores_a_chunk_exactly(codec, n):
     pixels = np.random.default_rng(n).integers(0, 256, (n, 784), dtype=np.uint8)
     pixels[:, :300] = 0
     for encode in classical.CODECS[codec][1:3]:
-        assert (classical.decode(codec, encode(pixels), n) == pixels).all()
+        payload = with_crc(encode(pixels))
+        assert (classical.decode(codec, payload, n) == pixels).all()
     with pytest.raises(BbansError, match="corrupt payload"):  # another count of images than it holds
-        classical.decode(codec, classical.CODECS[codec][1](pixels), n + 1)
+        classical.decode(codec, payload, n + 1)
+    for flipped in (payload[:-1] + bytes([payload[-1] ^ 1]), payload[:2] + bytes([payload[2] ^ 4]) + payload[3:]):
+        with pytest.raises(BbansError, match="CRC"):
+            classical.decode(codec, flipped, n)
+
+
+def with_crc(stream: bytes) -> bytes:
+    return classical.CRC.pack(zlib.crc32(stream)) + stream
 
 
 def test_a_chunk_goes_to_whichever_codec_is_smaller():
@@ -61,3 +73,11 @@ def test_a_chunk_table_with_an_unknown_codec_or_a_codec_before_version_6_is_refu
         api.decompress(bad)
     with pytest.raises(BbansError, match="chunk table"):
         chunks.unpack(box.payload, box.images, 5)
+
+
+def test_the_report_line_says_where_the_chunks_went(data, tmp_path):
+    np.save(tmp_path / "mixed.npy", np.concatenate([mnist_test("mnist", 100), BLANK]))
+    result = CliRunner().invoke(main, ["compress", str(tmp_path / "mixed.npy"), "--chunk-images", "100"])
+    assert result.exit_code == 0 and ", chunks: 1 vae-8bit-sparse-wide, 1 " in result.output
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "mixed.npy.bbans")]).output
+    assert "chunk_codecs" in info and "vae-8bit-sparse-wide" in info
