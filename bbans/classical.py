@@ -25,6 +25,7 @@ XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 QUICK_XZ = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 16}]  # a sample needs no more
 SAMPLE = 64  # images of a chunk that the classical codecs are tried on first
 MARGIN = 1.1  # a codec whose sample cost is within this factor of the model's is tried in full
+CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 
 
 def _column(pixels: np.ndarray) -> np.ndarray:
@@ -68,9 +69,6 @@ CODECS = {
 
 def name(codec: int, model: str) -> str:
     return model if codec == 0 else CODECS[codec][0]
-
-
-CRC = struct.Struct(">I")
 
 
 def choose(pixels: np.ndarray, message: bytes):
