@@ -107,9 +107,14 @@ def wheel(tmp_path_factory):
     return next(out.glob("bbans-*.whl"))
 
 
+def dist_info(wheel: Path) -> str:
+    """The wheel's metadata folder: bbans-VERSION.dist-info."""
+    return "-".join(wheel.name.split("-")[:2]) + ".dist-info"
+
+
 def test_the_wheel_holds_bbans_alone_with_its_weights_and_cards(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert {n.split("/")[0] for n in names} == {"bbans", wheel.name.split("-py3")[0].split("-cp3")[0] + ".dist-info"}
+    assert {n.split("/")[0] for n in names} == {"bbans", dist_info(wheel)}
     for module in SOURCES:
         assert f"{module.replace('.', '/')}.py" in names or f"{module.replace('.', '/')}/__init__.py" in names, module
     for name in ZOO:
@@ -127,7 +132,7 @@ def test_the_installed_wheel_works_from_another_directory(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel],
                    check=True, capture_output=True)
-    assert {p.name for p in site.iterdir()} - {"bin"} == {"bbans", wheel.name.split("-py3")[0].split("-cp3")[0] + ".dist-info"}
+    assert {p.name for p in site.iterdir()} - {"bin"} == {"bbans", dist_info(wheel)}
     work = tmp_path / "work"
     work.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site))
