@@ -11,10 +11,8 @@ from pathlib import Path
 import click
 
 import bbans
-from bbans.chunks import CHUNK_IMAGES
 from bbans.errors import BbansError
 from bbans.files import write_atomic
-from bbans.formats import PIXELS
 
 STARTED = time.perf_counter()  # the wall time a report gives counts from here
 
@@ -39,14 +37,14 @@ class Progress:
         self.show = show and sys.stderr.isatty()
         self.bar = None
 
-    def __call__(self, done: int, total: int, bits: int):
+    def __call__(self, done: int, total: int, bits: int, dims: int):
         if not self.show:
             return
         if self.bar is None:
             from tqdm import tqdm
             self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True,
                             mininterval=0)
-        self.bar.set_postfix_str(f"{bits / (PIXELS * done):.4f} bits/dim", refresh=False)
+        self.bar.set_postfix_str(f"{bits / dims:.4f} bits/dim", refresh=False)
         self.bar.update(done - self.bar.n)
 
     def __enter__(self):
@@ -122,14 +120,16 @@ def main():
 @click.option("--nll-images", default=500, show_default=True,
               help="With --full-figures: evenly spaced images the NLL bound is computed on (0: all).")
 @WORKERS
-@click.option("--chunk-images", default=CHUNK_IMAGES, show_default=True, type=click.IntRange(1),
-              help="Images per independently decodable chunk.")
+@click.option("--chunk-images", type=click.IntRange(1),
+              help="Images per independently decodable chunk (default: 7.8 MB of pixels, 10,000 28x28 images; "
+                   "never more than that of larger images).")
 @SCHEDULER
 @QUIET
 @JSON
 def compress(file, output, force, model, full_figures, nll_samples, nll_images, workers, chunk_images, scheduler, quiet,
              as_json):
-    """Compress FILE: npy, idx, PGM or PNG of 28x28 grey images with a VAE, anything else with xz."""
+    """Compress FILE: images (npy, idx, PGM, PPM, PNG) chunk by chunk with a model (28x28 grey) or a classical
+    image codec, whichever is smaller; anything else with xz, or stored as it is."""
     with Progress(not (quiet or as_json)) as progress:
         report = bbans.compress_file(file, output, model=model, force=force, workers=workers, chunk_images=chunk_images,
                                      scheduler=scheduler, full_figures=full_figures, nll_samples=nll_samples,
@@ -140,6 +140,9 @@ def compress(file, output, force, model, full_figures, nll_samples, nll_images, 
     figures = model_figures(r)
     emit(r, as_json, quiet, line + (f" ({figures})" if figures else "") + chunk_codecs(r)
          + f", coding {r['seconds']:.2f} s, {r['wall_seconds']:.2f} s in all")
+    if not (quiet or as_json):  # --json has them in the object
+        for warning in r["warnings"]:
+            click.echo(f"bbans: warning: {warning}", err=True)
 
 
 def chunk_codecs(r: dict) -> str:
@@ -179,7 +182,7 @@ def decompress(file, output, force, workers, scheduler, quiet, as_json):
                                        progress=progress)
     r = dict(report.details, wall_seconds=time.perf_counter() - STARTED)
     emit(r, as_json, quiet, f"{file} -> {r['output']}: {r['original_bytes']} bytes, {r['method']}"
-         + (f" ({r['model']}, {r['n_images']} images)" if r["model"] else "")
+         + (f" ({r['model'] + ', ' if r['model'] else ''}{r['n_images']} images)" if r["n_images"] else "")
          + f", decoding {r['seconds']:.2f} s, {r['wall_seconds']:.2f} s in all")
 
 
@@ -196,7 +199,7 @@ def verify(file, workers, scheduler, quiet, as_json):
         r = api.decompress_to(file.read_bytes(), Discard(), workers=workers, scheduler=scheduler, progress=progress)
     r.update(input=str(file), ok=True)
     emit(r, as_json, quiet, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
-         + (f", {r['model']}, {r['n_images']} images" if r["model"] else "") + ")")
+         + (f", {r['model'] + ', ' if r['model'] else ''}{r['n_images']} images" if r["n_images"] else "") + ")")
 
 
 @main.command()

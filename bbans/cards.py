@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from bbans import api, chunks, container, measure
+from bbans import api, chunks, container, measure, messages
 from bbans.codecs.vae import BitSwapCodec
 from bbans.codecs.vq import VQCodec
 from bbans.measure import mnist_test, npy_bytes
@@ -39,7 +39,7 @@ CURVE_NOTES = {"ffjord": ", solved with the training solver: dopri5, rtol = atol
 def other_priors(name: str, pixels, blob: bytes) -> dict:
     """A VQ-VAE's achieved rates with its other priors: the same file, another message."""
     box = container.read(blob)
-    header = len(blob) - sum(len(c.payload) - api.LATENT_BITS.size for c in chunks.unpack(box.payload, box.images, box.version))
+    header = len(blob) - sum(len(c.payload) - messages.LATENT_BITS.size for c in chunks.unpack(box.payload, box.images, box.version))
     model, _ = load(name)
     return {f"test_bbans_{prior}_bits_per_dim": round(8 * (header + 4 * len(VQCodec(model, prior).encode(pixels)[0]))
                                                       / pixels.size, 5) for prior in ("factorized", "uniform")}

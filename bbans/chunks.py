@@ -5,7 +5,7 @@ processes or on a Dask cluster. All integers big-endian.
     count        u32      number of chunks
     per chunk    u32 images, u64: the codec (top 8 bits, from format version 6 on; 0 =
                  the file's model, else bbans.classical's) and the payload bytes (the
-                 other 56), 32 bytes SHA-256 of its pixels (N x 784 uint8)
+                 other 56), 32 bytes SHA-256 of its pixels (uint8, image after image)
     payloads     the chunks' messages, in order
 """
 import ctypes
@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from bbans.errors import BbansError
 
-CHUNK_IMAGES = 10_000
+CHUNK_IMAGES = 10_000  # 28x28 images in a chunk by default
+CHUNK_BYTES = CHUNK_IMAGES * 784  # of pixels in a chunk by default
 COUNT = struct.Struct(">I")
 ENTRY = struct.Struct(">IQ32s")
 CONNECT_SECONDS = 10  # to a Dask scheduler
@@ -42,6 +43,14 @@ class Chunk:
     payload: bytes
     sha256: bytes
     codec: int = 0  # 0: the file's model
+
+
+def chunk_images(requested, image_bytes: int) -> int:
+    """Images per chunk: `requested`, or by default (None) as many as hold CHUNK_BYTES of
+    pixels (one at least); never more than that of images larger than 28x28, so that
+    memory stays bounded."""
+    most = max(1, CHUNK_BYTES // image_bytes)
+    return most if requested is None else requested if image_bytes <= 784 else min(requested, most)
 
 
 def bounds(n: int, size: int):

@@ -1,10 +1,10 @@
-"""Classical lossless codecs for a chunk of 28x28 grey images, and the choice between
-them and the model's message: a chunk goes to whichever is smaller (bbans.chunks records
-which; 0 is the file's model).
+"""Classical lossless codecs for a chunk of images, and the choice between them and the
+model's message: a chunk goes to whichever is smaller (bbans.chunks records which; 0 is
+the file's model). The image codecs take the chunk as one image, a column of its images.
 
 Deciding costs little: the model codes every chunk in full (it is the fast one), the
 classical codecs first code a sample of the chunk at quick settings, and code it in
-full only where the sample says they may come within MARGIN of the model.
+full only where the sample says they may come within MARGIN of the best so far.
 
 A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
 these formats leave bits that decode to the same pixels (padding, ancillary fields),
@@ -20,17 +20,17 @@ import numpy as np
 
 from bbans.errors import BbansError
 
-SIDE = 28
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 QUICK_XZ = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 16}]  # a sample needs no more
-SAMPLE = 64  # images of a chunk that the classical codecs are tried on first
+SAMPLE_BYTES = 64 * 784  # of a chunk's pixels that the classical codecs are tried on first (one image at least)
 MARGIN = 1.1  # a codec whose sample cost is within this factor of the model's is tried in full
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 
 
-def _column(pixels: np.ndarray) -> np.ndarray:
-    """The images (n, 784) as one grey image, a column of n images."""
-    return np.ascontiguousarray(pixels, np.uint8).reshape(-1, SIDE)
+def _column(pixels: np.ndarray, shape) -> np.ndarray:
+    """The images (n, h * w * c) of `shape` (h, w, c) as one image, a column of n images."""
+    height, width, channels = shape
+    return np.ascontiguousarray(pixels, np.uint8).reshape((-1, width) if channels == 1 else (-1, width, channels))
 
 
 def xz(data) -> bytes:
@@ -52,17 +52,22 @@ def unxz(payload: bytes, size: int) -> bytes:
 
 def _image_decode(decode):
     """An image codec's decoder into a column of n images (it refuses a header of another size)."""
-    return lambda payload, n: decode(payload, out=np.empty((n * SIDE, SIDE), np.uint8))
+    return lambda payload, n, shape: decode(payload, out=_column(np.empty((n, int(np.prod(shape))), np.uint8), shape))
 
 
-# id in the chunk table: (name, encode at full effort, encode quickly for the sample,
-# decode (payload, images) to the pixels)
+def _image_encode(encode, **settings):
+    return lambda x, shape: encode(_column(x, shape), **settings)
+
+
+# id in the chunk table: (name, encode (pixels, shape) at full effort, encode quickly for
+# the sample, decode (payload, images, shape) to the pixels)
 CODECS = {
-    1: ("xz", lambda x: xz(x.tobytes()), lambda x: lzma.compress(x.tobytes(), format=lzma.FORMAT_RAW, filters=QUICK_XZ),
-        lambda payload, n: np.frombuffer(unxz(payload, n * SIDE * SIDE), np.uint8)),
-    2: ("jpeg-xl", lambda x: imagecodecs.jpegxl_encode(_column(x), lossless=True, effort=9),
-        lambda x: imagecodecs.jpegxl_encode(_column(x), lossless=True, effort=7), _image_decode(imagecodecs.jpegxl_decode)),
-    3: ("png", lambda x: imagecodecs.png_encode(_column(x), level=9), lambda x: imagecodecs.png_encode(_column(x), level=6),
+    1: ("xz", lambda x, shape: xz(x.tobytes()),
+        lambda x, shape: lzma.compress(x.tobytes(), format=lzma.FORMAT_RAW, filters=QUICK_XZ),
+        lambda payload, n, shape: np.frombuffer(unxz(payload, n * int(np.prod(shape))), np.uint8)),
+    2: ("jpeg-xl", _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=9),
+        _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=7), _image_decode(imagecodecs.jpegxl_decode)),
+    3: ("png", _image_encode(imagecodecs.png_encode, level=9), _image_encode(imagecodecs.png_encode, level=6),
         _image_decode(imagecodecs.png_decode)),
 }
 
@@ -71,33 +76,35 @@ def name(codec: int, model: str) -> str:
     return model if codec == 0 else CODECS[codec][0]
 
 
-def choose(pixels: np.ndarray, message: bytes):
-    """(codec, payload) of the chunk `pixels` (n, 784) uint8 whose model message is
-    `message`: the model's, or a classical codec's where that is smaller."""
-    sample = pixels[:SAMPLE]
+def choose(pixels: np.ndarray, shape, message=None):
+    """(codec, payload) of the chunk `pixels` (n, h * w * c) uint8 of images of `shape`
+    (h, w, c) whose model message is `message`: the model's, or a classical codec's where
+    that is smaller; the smallest classical codec's where there is no message. A chunk no
+    larger than a sample is tried with every codec in full."""
+    sample = pixels[:max(1, SAMPLE_BYTES // pixels.shape[1])]
     scale = len(pixels) / len(sample)
-    estimates = {c: len(quick(sample)) * scale for c, (_, _, quick, _) in CODECS.items()}
-    best = (0, message)
+    small = pixels.nbytes <= SAMPLE_BYTES
+    estimates = {c: 0 if small else len(quick(sample, shape)) * scale for c, (_, _, quick, _) in CODECS.items()}
+    best, size = (0, message), len(message) if message is not None else float("inf")
     for c in sorted(estimates, key=estimates.get):
-        if estimates[c] > MARGIN * len(best[1]):
+        if estimates[c] > MARGIN * size:
             break
-        stream = CODECS[c][1](pixels)
-        payload = CRC.pack(zlib.crc32(stream)) + stream
-        if len(payload) < len(best[1]):
-            best = (c, payload)
+        stream = CODECS[c][1](pixels, shape)
+        if CRC.size + len(stream) < size:
+            best, size = (c, CRC.pack(zlib.crc32(stream)) + stream), CRC.size + len(stream)
     return best
 
 
-def decode(codec: int, payload: bytes, n: int) -> np.ndarray:
-    """The pixels (n, 784) of a chunk coded with a classical codec."""
+def decode(codec: int, payload: bytes, n: int, shape) -> np.ndarray:
+    """The pixels (n, h * w * c) of a chunk of images of `shape` coded with a classical codec."""
     if codec not in CODECS:
         raise BbansError(f"corrupt chunk table (unknown codec {codec})")
     if len(payload) < CRC.size or CRC.unpack_from(payload)[0] != zlib.crc32(payload[CRC.size:]):
         raise BbansError(f"corrupt payload (the {CODECS[codec][0]} chunk's CRC does not match)")
     try:
-        pixels = CODECS[codec][3](payload[CRC.size:], n)
+        pixels = CODECS[codec][3](payload[CRC.size:], n, shape)
     except BbansError:
         raise
     except Exception as e:  # whatever a corrupt stream makes the decoder raise
         raise BbansError(f"corrupt payload ({CODECS[codec][0]} chunk does not decode: {type(e).__name__})") from None
-    return pixels.reshape(n, SIDE * SIDE)
+    return pixels.reshape(n, -1)

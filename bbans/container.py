@@ -2,28 +2,34 @@
 then the payload. Every integer is big-endian; no pickle, no paths.
 
     magic        5 bytes  b"BBANS"
-    version      u8       5; earlier versions are still read: versions 1 (no fingerprint)
+    version      u8       7; earlier versions are still read: versions 1 (no fingerprint)
                           and 2 code a VAE's latents and binary pixels the legacy way,
                           up to 4 a latent has a Gaussian of its own and binary pixels go
                           bit by bit (bbans.codecs.vae), and up to 3 a VAE's networks run
                           on float64 grids, not on integers (bbans.models.intnet)
     method       u8       0 = xz (LZMA2, preset 9e, raw stream), 1 = BB-ANS VAE, 2 = VQ-VAE,
                                   3 = Bit-Swap hierarchical VAE, 4 = stored as it is
-                                  (from version 6 on)
-    layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png
+                                  (from version 6 on), 5 = pixels: images of a shape
+                                  no model codes, every chunk classical (from version 7 on)
+    layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png, 5 = ppm (from
+                          version 7 on)
     size         u64      bytes of the original file
-    sha256       32 bytes of the original file (png: of its pixels)
-    images       u32      number of 28x28 images (0 for xz)
-    model hash   16 bytes first half of the model's weights hash (zeros for xz)
+    sha256       32 bytes of the header bytes and pixels (npy, idx, pgm, ppm: of the
+                          file; png: of its size (from version 7 on), meta and
+                          pixels; bytes: of the file)
+    images       u32      number of images (0 for xz and stored)
+    model hash   16 bytes first half of the model's weights hash (zeros without a model)
     fingerprint  16 bytes of the SHA-256 of the codec's output on a fixed probe in the
                           encoding environment, from version 3 on after the version byte
-                          (xz and stored: bytes_fingerprint)
+                          (without a model: method_fingerprint)
     name length  u8, meta length u16
-    model name   ascii; meta: the layout's header bytes (png: height and width)
-    payload      xz: the compressed file; stored: the file. A model's: chunks (bbans.chunks), each one
-                 message: the ANS stack as u32 words, for a VQ-VAE after a u64 count
-                 of the bits its codes take. Version 1: one BB-ANS VAE message, no
-                 chunk table.
+    model name   ascii; meta: the layout's header bytes (png: height and width of a
+                          column of 28x28 images, or height, width and channels of
+                          one image of another shape; bbans.formats)
+    payload      xz: the compressed file; stored: the file. Images': chunks (bbans.chunks),
+                 each a classical codec's stream or a model's message: the ANS stack as
+                 u32 words, for a VQ-VAE after a u64 count of the bits its codes take.
+                 Version 1: one BB-ANS VAE message, no chunk table.
 """
 import hashlib
 import struct
@@ -33,9 +39,11 @@ from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored")
+METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored", "pixels")
 BYTE_METHODS = ("xz", "stored")  # of files that are not images: no model, layout "bytes"
-LAYOUTS = ("bytes", "npy", "idx", "pgm", "png")
+UNMODELLED = BYTE_METHODS + ("pixels",)  # the methods without a model
+LAYOUTS = ("bytes", "npy", "idx", "pgm", "png", "ppm")
+SINCE = {"bbans-bitswap": 3, "stored": 6, "pixels": 7, "ppm": 7}  # the version that brought a method or layout
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
 FINGERPRINT = 16  # bytes, from version 2 on
 LENGTHS = struct.Struct(">BH")  # of the model name and the meta
@@ -46,10 +54,10 @@ class FormatError(BbansError):
     pass
 
 
-def bytes_fingerprint(method: str, version: int) -> bytes:
-    """The fingerprint of an xz or stored file: from version 3 on a mark of the method and
-    the version, so that a changed version byte is caught (a model's fingerprint covers it
-    itself); zeros before."""
+def method_fingerprint(method: str, version: int) -> bytes:
+    """The fingerprint of a file without a model: from version 3 on a mark of the method
+    and the version, so that a changed version byte is caught (a model's fingerprint
+    covers it itself); zeros before."""
     if version > 2:
         return hashlib.sha256(method.encode() + bytes([version])).digest()[:FINGERPRINT]
     return bytes(FINGERPRINT if version > 1 else 0)
@@ -89,11 +97,12 @@ def read(blob: bytes) -> Container:
         raise FormatError("not a .bbans file (too short)")
     name_len, meta_len = LENGTHS.unpack_from(blob, start - LENGTHS.size)
     if method >= len(METHODS) or layout >= len(LAYOUTS) or (METHODS[method] in BYTE_METHODS) != (LAYOUTS[layout] == "bytes") \
-            or version < {"bbans-bitswap": 3, "stored": 6}.get(METHODS[method], 1):  # the versions that have it
+            or version < max(SINCE.get(METHODS[method], 1), SINCE.get(LAYOUTS[layout], 1)):
         raise FormatError("corrupt header (unknown method or layout)")
-    if METHODS[method] in BYTE_METHODS and (images or name_len or meta_len or any(model_hash)
-                                            or fingerprint != bytes_fingerprint(METHODS[method], version)):
-        raise FormatError(f"corrupt header (model fields set in an {METHODS[method]} file)")
+    method = METHODS[method]
+    if method in UNMODELLED and (name_len or any(model_hash) or fingerprint != method_fingerprint(method, version)
+                                 or (method in BYTE_METHODS and (images or meta_len))):
+        raise FormatError(f"corrupt header (model fields set in a file of method {method})")
     end = start + name_len + meta_len
     if len(blob) < end or size > MAX_SIZE:
         raise FormatError("corrupt or truncated header")
@@ -101,5 +110,5 @@ def read(blob: bytes) -> Container:
         model = blob[start:start + name_len].decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("corrupt header (model name)") from None
-    return Container(METHODS[method], LAYOUTS[layout], size, sha, images, model, model_hash, fingerprint,
+    return Container(method, LAYOUTS[layout], size, sha, images, model, model_hash, fingerprint,
                      blob[start + name_len:end], blob[end:], version)

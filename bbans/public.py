@@ -9,7 +9,6 @@ from typing import Callable, Optional
 import numpy as np
 
 from bbans import api, formats
-from bbans.chunks import CHUNK_IMAGES
 from bbans.errors import BbansError
 from bbans.files import atomic_output, open_input, write_atomic
 from bbans.models.zoo import ZOO, card
@@ -20,8 +19,9 @@ SUFFIX = ".bbans"
 @dataclass(frozen=True)
 class Report:
     """What compressing or decompressing did; rates in bits per dimension (per pixel)."""
-    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq"; "xz" or "stored" for what no model codes
-    model: Optional[str]  # the zoo's model (bbans models lists them), None for xz
+    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq"; "pixels" for images no model codes, "xz" or
+    # "stored" for other files
+    model: Optional[str]  # the zoo's model (bbans models lists them), None without one
     images: int
     original_bytes: int
     compressed_bytes: int
@@ -32,16 +32,19 @@ class Report:
     neg_elbo_bits_per_dim: Optional[float] = None
     nll_bits_per_dim: Optional[float] = None  # its NLL bound on these images (full_figures only)
     test_nll_bits_per_dim: Optional[float] = None  # its NLL bound on its own test set (the model card's)
+    # what a user should know: chunks the model coded worse than a classical codec, a rate
+    # far above the model's test-set rate (compression only)
+    warnings: tuple = ()
     details: dict = field(default_factory=dict, repr=False, compare=False)  # all the library reported
 
     @classmethod
     def of(cls, r: dict, compressed_bytes: int) -> "Report":
-        dims = r.get("n_dims") or r["n_images"] * formats.PIXELS or r["original_bytes"]
+        dims = r.get("n_dims") or r["original_bytes"]
         return cls(method=r["method"], model=r["model"], images=r["n_images"], original_bytes=r["original_bytes"],
                    compressed_bytes=compressed_bytes, bits_per_dim=8 * compressed_bytes / max(dims, 1),
                    seconds=r["seconds"], neg_elbo_bits_per_dim=r.get("neg_elbo_bits_per_dim", r.get("model_bits_per_dim")),
                    nll_bits_per_dim=r.get("nll_bits_per_dim"), test_nll_bits_per_dim=r.get("test_nll_bits_per_dim"),
-                   details=r)
+                   warnings=tuple(r.get("warnings", ())), details=r)
 
 
 def _npy(images) -> bytes:
@@ -54,10 +57,12 @@ def _npy(images) -> bytes:
 
 
 def compress_with_report(images, model: Optional[str] = None, *, workers: int = 1,
-                         chunk_images: int = CHUNK_IMAGES) -> tuple:
+                         chunk_images: Optional[int] = None) -> tuple:
     """(the .bbans bytes, Report) of a numpy array: uint8 images (N, 28, 28) go to a
-    model of the zoo (`model`, or the default one for their data), any other array to
-    xz. The bytes are those `bbans compress` makes of the array's .npy file."""
+    model of the zoo (`model`, or the default one for their data), other uint8 images
+    ((H, W), (N, H, W) or (N, H, W, C) with C up to 4) to classical image codecs, any
+    other array to xz. The bytes are those `bbans compress` makes of the array's .npy
+    file."""
     blob, r = api.compress(_npy(images), model=model, chunk_images=chunk_images, workers=workers)
     return blob, Report.of(r, len(blob))
 
@@ -69,15 +74,16 @@ def compress(images, model: Optional[str] = None, **options) -> bytes:
 
 def decompress(blob: bytes, *, workers: int = 1) -> np.ndarray:
     """The images of .bbans bytes, as a numpy array: the array that was compressed, or
-    the pixels (N, 28, 28) of an idx, PGM or PNG file. A .bbans file of other bytes
-    raises BbansError (decompress_file restores any file)."""
+    the pixels (N, H, W), or (N, H, W, C) for colour, of an idx, PGM, PPM or PNG file. A
+    .bbans file of other bytes raises BbansError (decompress_file restores any file)."""
     data = api.decompress(blob, workers=workers)[0]
     if data.startswith(b"\x93NUMPY"):
         return np.load(io.BytesIO(data), allow_pickle=False)
     images = formats.parse(data)
     if images is None:
         raise BbansError("this .bbans file holds a file that is not images; restore it with decompress_file")
-    return np.array(images.pixels).reshape(-1, formats.SIDE, formats.SIDE)
+    height, width, channels = images.shape
+    return np.array(images.pixels).reshape((-1, height, width) + ((channels,) if channels > 1 else ()))
 
 
 def _output(output, force: bool, default: Path) -> Path:
@@ -88,15 +94,16 @@ def _output(output, force: bool, default: Path) -> Path:
 
 
 def compress_file(path, output=None, *, model: Optional[str] = None, force: bool = False, workers: int = 1,
-                  chunk_images: int = CHUNK_IMAGES, scheduler: Optional[str] = None, full_figures: bool = False,
+                  chunk_images: Optional[int] = None, scheduler: Optional[str] = None, full_figures: bool = False,
                   nll_samples: int = 100, nll_images: Optional[int] = None,
-                  progress: Optional[Callable[[int, int, int], None]] = None) -> Report:
+                  progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
     """Compresses the file at `path` to `output` (default: path + ".bbans"), as `bbans
     compress` does: npy, idx, PGM or PNG files of 28x28 grey images with a model of the
-    zoo, other files with xz. The output is written whole or not at all. `full_figures`:
-    the float model's -ELBO and NLL bound on these images (nll_samples importance samples
-    each on nll_images of them, default all), at several times the coding time. After
-    each chunk, progress(images done, images, bits so far)."""
+    zoo, images of other shapes (those and PPM) with classical image codecs, other files
+    with xz. The output is written whole or not at all. `full_figures`: the float model's
+    -ELBO and NLL bound on these images (nll_samples importance samples each on
+    nll_images of them, default all), at several times the coding time. After each chunk,
+    progress(images done, images, bits so far, pixels done)."""
     path = Path(path)
     output = _output(output, force, path.with_name(path.name + SUFFIX))
     with open_input(path) as data:
@@ -108,7 +115,7 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
 
 
 def decompress_file(path, output=None, *, force: bool = False, workers: int = 1, scheduler: Optional[str] = None,
-                    progress: Optional[Callable[[int, int, int], None]] = None) -> Report:
+                    progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
     """Restores the original of the .bbans file at `path` to `output` (default: path
     without .bbans), checked against its SHA-256, whole or not at all."""
     path = Path(path)

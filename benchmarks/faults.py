@@ -5,6 +5,7 @@ faults, cases and outcomes; any outcome but the documented error fails the run.
 
     BBANS_DATA=../shared/data python -m benchmarks.faults [--seconds 60] [--json]
 """
+import io
 import json
 import random
 import resource
@@ -14,8 +15,9 @@ import time
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from PIL import Image
 
-from bbans import api, container
+from bbans import api, chunks, container, formats
 from bbans.errors import BbansError
 from bbans.measure import mnist_test, npy_bytes
 
@@ -24,16 +26,35 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood and a
-    zero head among them), the VQ-VAE, a file of a model chunk and a classical one, xz
-    and stored."""
+    zero head among them), the VQ-VAE, a file of a model chunk and a classical one,
+    colour images no model codes (npy in two chunks, PNG, PPM), xz and stored."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
     files["mixed chunks"] = api.compress(npy_bytes(np.concatenate([mnist_test("mnist", 3), np.zeros((3, 28, 28), np.uint8)])),
                                          model="vae-8bit", chunk_images=3)[0]  # a model chunk and a classical one
+    colour = (np.arange(6 * 4 * 5 * 3) * 37 % 251).astype(np.uint8).reshape(6, 4, 5, 3)
+    files["pixels npy"] = pixels_file(npy_bytes(colour), chunk_images=3)
+    i, j = np.mgrid[:16, :16]
+    files["pixels png"] = pixels_file(png_bytes(np.stack([16 * i, 16 * j, 8 * (i + j), 255 - 8 * i], -1).astype(np.uint8)))
+    files["pixels ppm"] = pixels_file(b"P6 5 4 255\n" + colour[0].tobytes())
     files["xz"] = api.compress(b"not an image " * 30)[0]
     files["stored"] = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]  # nothing shrinks it
     return files
+
+
+def pixels_file(data: bytes, chunk_images: int = 1) -> bytes:
+    """The file of images no model codes, with the classical codecs alone (bbans keeps so
+    small a file as xz or stored, which are smaller)."""
+    images = formats.parse(data)
+    box = api._chunked(data, images, api._scan(data, images)[1], None, chunk_images, chunks.Workers(), api.no_progress)[0]
+    return box.to_bytes()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
 
 
 def flip_bit(blob: bytes, bit: int) -> bytes:

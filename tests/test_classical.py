@@ -16,18 +16,19 @@ STRIPES = np.tile((np.arange(28) * 9 % 256).astype(np.uint8), (100, 28, 1))
 
 
 @pytest.mark.parametrize("codec", sorted(classical.CODECS))
-@pytest.mark.parametrize("n", [1, 70])
-def test_every_classical_codec_restores_a_chunk_exactly(codec, n):
-    pixels = np.random.default_rng(n).integers(0, 256, (n, 784), dtype=np.uint8)
-    pixels[:, :300] = 0
+@pytest.mark.parametrize("n, shape", [(1, (28, 28, 1)), (70, (28, 28, 1)), (1, (1, 1, 1)), (3, (31, 33, 2)),
+                                      (2, (7, 1000, 3)), (5, (32, 32, 4))])
+def test_every_classical_codec_restores_a_chunk_exactly(codec, n, shape):
+    pixels = np.random.default_rng(n).integers(0, 256, (n, int(np.prod(shape))), dtype=np.uint8)
+    pixels[:, :pixels.shape[1] // 3] = 0
     for encode in classical.CODECS[codec][1:3]:
-        payload = with_crc(encode(pixels))
-        assert (classical.decode(codec, payload, n) == pixels).all()
+        payload = with_crc(encode(pixels, shape))
+        assert (classical.decode(codec, payload, n, shape) == pixels).all()
     with pytest.raises(BbansError, match="corrupt payload"):  # another count of images than it holds
-        classical.decode(codec, payload, n + 1)
+        classical.decode(codec, payload, n + 1, shape)
     for flipped in (payload[:-1] + bytes([payload[-1] ^ 1]), payload[:2] + bytes([payload[2] ^ 4]) + payload[3:]):
         with pytest.raises(BbansError, match="CRC"):
-            classical.decode(codec, flipped, n)
+            classical.decode(codec, flipped, n, shape)
 
 
 def with_crc(stream: bytes) -> bytes:
@@ -36,10 +37,12 @@ def with_crc(stream: bytes) -> bytes:
 
 def test_a_chunk_goes_to_whichever_codec_is_smaller():
     pixels = BLANK.reshape(100, 784)
-    assert classical.choose(pixels, b"m" * 10) == (0, b"m" * 10)  # a model message no codec beats
-    codec, payload = classical.choose(pixels, b"m" * 100_000)
+    shape = (28, 28, 1)
+    assert classical.choose(pixels, shape, b"m" * 10) == (0, b"m" * 10)  # a model message no codec beats
+    codec, payload = classical.choose(pixels, shape, b"m" * 100_000)
     assert codec in classical.CODECS and len(payload) < 100_000
-    assert (classical.decode(codec, payload, 100) == pixels).all()
+    assert (classical.decode(codec, payload, 100, shape) == pixels).all()
+    assert classical.choose(pixels, shape) == (codec, payload)  # no model: the smallest classical codec
 
 
 def test_a_file_of_digits_and_of_what_no_model_knows_codes_each_chunk_its_own_way(data, monkeypatch):
@@ -51,7 +54,7 @@ def test_a_file_of_digits_and_of_what_no_model_knows_codes_each_chunk_its_own_wa
     assert api.info(blob)["chunk_codecs"] == report["chunk_codecs"]
     for workers in (1, 2):
         assert api.decompress(blob, workers=workers)[0] == original
-    monkeypatch.setattr(classical, "choose", lambda pixels, message: (0, message))  # every chunk to the model
+    monkeypatch.setattr(classical, "choose", lambda pixels, shape, message: (0, message))  # every chunk to the model
     model_only = api.compress(original, model=model, chunk_images=100)[0]
     assert len(blob) < min(len(model_only) / 10, len(classical.xz(original)))  # than either alone
 

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bbans.api import METHODS, STORED_HEADER
+from bbans.api import STORED_HEADER
+from bbans.messages import METHODS
 from bbans.measure import mnist_test, npy_bytes
 from bbans.cli import main
 from bbans.models.zoo import card, kind
@@ -188,7 +189,7 @@ def test_missing_or_unreadable_input_is_one_line(tmp_path):
 def test_a_file_from_an_environment_with_other_model_outputs_is_refused(data, monkeypatch):
     """The decoder recomputes the probe fingerprint before decoding; a model whose
     outputs moved by one step of the parameter grid is caught."""
-    from bbans import api
+    from bbans import api, messages
     from bbans.errors import BbansError
     from bbans.models import zoo
     blob, _ = api.compress(npy_bytes(mnist_test("mnist-binarized", 20)), model="vae-binary")
@@ -202,12 +203,12 @@ def test_a_file_from_an_environment_with_other_model_outputs_is_refused(data, mo
             return model.decode(z) + 2.0**-8
 
     monkeypatch.setattr(zoo, "load", lambda name, integer=True: (Drifted(), weights_hash))
-    api.fingerprint.cache_clear()
+    messages.fingerprint.cache_clear()
     try:
         with pytest.raises(BbansError, match="environment whose model outputs differ"):
             api.decompress(blob)
     finally:
-        api.fingerprint.cache_clear()
+        messages.fingerprint.cache_clear()
 
 
 def test_verify_checks_without_writing(packed, tmp_path):
@@ -298,11 +299,11 @@ def test_files_of_earlier_versions_still_decompress(data, version, variant, mode
     version 3 the networks ran on float64 grids, not on integers, and up to version 4
     each latent had a Gaussian of its own and binary pixels went bit by bit; version 1
     also had no fingerprint and no chunk table (one message)."""
-    from bbans import api, chunks, container
+    from bbans import api, chunks, container, messages
     images = mnist_test(variant, 20)
     original = npy_bytes(images)
     box = container.read(api.compress(original, model=model)[0])
-    message = api._encode(model, images.reshape(len(images), -1), version)
+    message = messages.encode(model, images.reshape(len(images), -1), version)
     assert message != chunks.unpack(box.payload, box.images, box.version)[0].payload
     name = box.model.encode()
     header = container.FIXED.pack(b"BBANS", version, container.METHODS.index(box.method), 1, box.size, box.sha256,
@@ -311,7 +312,7 @@ def test_files_of_earlier_versions_still_decompress(data, version, variant, mode
         old = header + container.LENGTHS.pack(len(name), len(box.meta)) + name + box.meta + message
     else:
         table = chunks.pack([chunks.Chunk(len(images), message, chunks.pixel_sha(images))])
-        old = header + api.fingerprint(model, version) + container.LENGTHS.pack(len(name), len(box.meta)) + name \
+        old = header + messages.fingerprint(model, version) + container.LENGTHS.pack(len(name), len(box.meta)) + name \
             + box.meta + table
     assert api.decompress(old)[0] == original
     assert api.info(old)["chunks"] == 1

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from bbans import api
+from bbans import api, messages
 from bbans.measure import mnist_test, npy_bytes
 from bbans.models import grids, intnet
 from bbans.models.zoo import ZOO, is_codec
@@ -20,12 +20,12 @@ def test_every_kernel_writes_the_same_file_and_reads_the_others(data, model, mon
     def use(setup):
         monkeypatch.setattr(intnet, "kernel", lambda: setup[0])
         monkeypatch.setattr(grids, "head_kernel", lambda: setup[1])
-        api.fingerprint.cache_clear()
+        messages.fingerprint.cache_clear()
 
     for setup in setups:
         use(setup)
         files[setup] = api.compress(original, model=model, chunk_images=16)[0]
-    api.fingerprint.cache_clear()
+    messages.fingerprint.cache_clear()
     assert len(files) >= 2 and len({hashlib.sha256(f).digest() for f in files.values()}) == 1
     for setup in setups:  # and each decodes what another made
         use(setup)

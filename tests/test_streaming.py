@@ -45,13 +45,13 @@ def test_decompression_writes_each_chunk_as_it_decodes(nine):
 def test_progress_follows_the_chunks_both_ways(nine):
     calls = []
     blob, report = api.compress(nine, model="vae-binary", chunk_images=4, progress=lambda *a: calls.append(a))
-    assert [(done, total) for done, total, _ in calls] == [(4, 9), (8, 9), (9, 9)]
-    bits = [b for *_, b in calls]
+    assert [(done, total, dims) for done, total, _, dims in calls] == [(4, 9, 4 * 784), (8, 9, 8 * 784), (9, 9, 9 * 784)]
+    bits = [b for _, _, b, _ in calls]
     assert bits == sorted(bits) and bits[-1] < 8 * report["compressed_bytes"]
     back = []
     api.decompress(blob, progress=lambda *a: back.append(a))
-    assert [(done, total) for done, total, _ in back] == [(4, 9), (8, 9), (9, 9)]
-    assert [b for *_, b in back] == bits
+    assert [(done, total, dims) for done, total, _, dims in back] == [(4, 9, 4 * 784), (8, 9, 8 * 784), (9, 9, 9 * 784)]
+    assert [b for _, _, b, _ in back] == bits
 
 
 def test_a_corrupt_chunk_stops_the_stream_and_leaves_no_output(nine, tmp_path):
@@ -85,14 +85,14 @@ def test_quiet_prints_nothing_and_json_one_object(nine, tmp_path):
 def test_the_progress_bar_shows_on_a_terminal_only(monkeypatch, capsys):
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     with cli.Progress(True) as bar:
-        bar(5, 10, 5 * 784)
-        bar(10, 10, 10 * 784)
+        bar(5, 10, 5 * 784, 5 * 784)
+        bar(10, 10, 10 * 784, 20 * 784)
     err = capsys.readouterr().err
-    assert "10/10" in err and "1.0000 bits/dim" in err
+    assert "10/10" in err and "0.5000 bits/dim" in err
     with cli.Progress(False) as bar:
-        bar(10, 10, 784)
+        bar(10, 10, 784, 784)
     assert capsys.readouterr().err == ""
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)
     with cli.Progress(True) as bar:
-        bar(10, 10, 784)
+        bar(10, 10, 784, 784)
     assert capsys.readouterr().err == ""

@@ -33,9 +33,9 @@ from bbans.codecs.core import Codec, affordable, bernoulli, bits_back, chain, ch
 from bbans.codecs.latents import LatentGrid, LatentTables, StdBuckets
 from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
 
-# The format version the container writes: the newest way of coding (version 6 codes as
-# 5 does; its container adds the method "stored").
-VERSION = 6
+# The format version the container writes: the newest way of coding (versions 6 and 7
+# code as 5 does; their containers add the methods "stored", then "pixels").
+VERSION = 7
 
 
 def batch_schedule(n: int, largest: int, fraction: float):
