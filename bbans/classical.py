@@ -23,7 +23,9 @@ from bbans.errors import BbansError
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 QUICK_XZ = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 1 << 16}]  # a sample needs no more
 SAMPLE_BYTES = 64 * 784  # of a chunk's pixels that the classical codecs are tried on first (one image at least)
-MARGIN = 1.1  # a codec whose sample cost is within this factor of the model's is tried in full
+MARGIN = 1.1  # a codec whose estimate is within this factor of the model's message is tried in full,
+SPREAD = 1.25  # and within this factor of the smallest classical stream so far (estimates err by codec)
+WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the first images
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 
 
@@ -81,18 +83,32 @@ def choose(pixels: np.ndarray, shape, message=None):
     (h, w, c) whose model message is `message`: the model's, or a classical codec's where
     that is smaller; the smallest classical codec's where there is no message. A chunk no
     larger than a sample is tried with every codec in full."""
-    sample = pixels[:max(1, SAMPLE_BYTES // pixels.shape[1])]
-    scale = len(pixels) / len(sample)
-    small = pixels.nbytes <= SAMPLE_BYTES
-    estimates = {c: 0 if small else len(quick(sample, shape)) * scale for c, (_, _, quick, _) in CODECS.items()}
+    if pixels.nbytes <= SAMPLE_BYTES:
+        estimates = dict.fromkeys(CODECS, 0)
+    else:
+        estimates = {c: _estimate(c, pixels, shape) for c in CODECS}
     best, size = (0, message), len(message) if message is not None else float("inf")
+    limit = MARGIN * size
     for c in sorted(estimates, key=estimates.get):
-        if estimates[c] > MARGIN * size:
+        if estimates[c] > limit:
             break
         stream = CODECS[c][1](pixels, shape)
         if CRC.size + len(stream) < size:
             best, size = (c, CRC.pack(zlib.crc32(stream)) + stream), CRC.size + len(stream)
+        limit = min(limit, SPREAD * (CRC.size + len(stream)))
     return best
+
+
+def _estimate(codec: int, pixels: np.ndarray, shape) -> float:
+    """The bytes `codec` would take for the chunk, from its quick settings on the first
+    SAMPLE_BYTES of it: scaled up, or for an LZ coder (WARMING) the sample's cost plus the
+    rest at the cost per image of the sample's second half, once its dictionary has warmed
+    (on the first half alone it would overestimate, by a third on binary images)."""
+    quick, n, k = CODECS[codec][2], len(pixels), max(1, SAMPLE_BYTES // pixels.shape[1])
+    whole = len(quick(pixels[:k], shape))
+    if codec not in WARMING or k < 2:
+        return whole * n / k
+    return whole + (n - k) * (whole - len(quick(pixels[:k // 2], shape))) / (k - k // 2)
 
 
 def decode(codec: int, payload: bytes, n: int, shape) -> np.ndarray:

@@ -84,3 +84,23 @@ def test_the_report_line_says_where_the_chunks_went(data, tmp_path):
     assert result.exit_code == 0 and ", chunks: 1 vae-8bit-sparse-wide, 1 " in result.output
     info = CliRunner().invoke(main, ["info", str(tmp_path / "mixed.npy.bbans")]).output
     assert "chunk_codecs" in info and "vae-8bit-sparse-wide" in info
+
+
+def test_the_report_warns_of_chunks_the_model_lost_and_of_a_rate_far_above_its_test_rate(data, tmp_path):
+    digits = mnist_test("mnist", 200)
+    report = api.compress(npy_bytes(digits), model="vae-8bit-sparse-wide")[1]
+    assert report["warnings"] == []  # its own data: nothing to say
+    inverted = 255 - digits[100:]  # a negative: not what the model was trained on
+    report = api.compress(npy_bytes(np.concatenate([digits[:100], inverted])), model="vae-8bit-sparse-wide",
+                          chunk_images=100)[1]
+    lost, far = report["warnings"]
+    assert "vae-8bit-sparse-wide coded 1 of 2 chunks larger than a classical codec" in lost and "1 to " in lost
+    assert "times its rate on its test set" in far and report["neg_elbo_bits_per_dim"] > api.FAR * \
+        report["test_neg_elbo_bits_per_dim"]
+    assert "larger than xz of the whole file" in api.compress(npy_bytes(BLANK[:3]))[1]["warnings"][0]
+    np.save(tmp_path / "mixed.npy", np.concatenate([digits[:100], BLANK]))
+    runner = CliRunner()
+    result = runner.invoke(main, ["compress", str(tmp_path / "mixed.npy"), "--chunk-images", "100"])
+    assert result.exit_code == 0 and result.stderr.startswith("bbans: warning: model vae-8bit-sparse-wide coded 1 of 2")
+    result = runner.invoke(main, ["compress", "-q", "-f", str(tmp_path / "mixed.npy"), "--chunk-images", "100"])
+    assert result.exit_code == 0 and result.stderr == result.stdout == ""
