@@ -19,7 +19,7 @@ from bbans.models import zoo
 # Up to this size the fallback is tried too and the smaller file kept; beyond it, image
 # files go to the model (bits-back has paid its start-up cost long before).
 COMPARE_LIMIT = 1 << 20
-PROBE_IMAGES = 64  # the default model for a data set is the one that codes these first images smallest
+PROBE_IMAGES = 64  # the default model for a data set is the one that codes these images smallest, evenly spaced
 FAR = 1.5  # a model's rate on an input this many times its test-set rate is warned of
 MODEL_ONLY = "applies to files of 28x28 grey images (npy, idx, PGM, PNG)"
 SIZE = struct.Struct(">Q")  # of a PNG file, where its checksum covers it
@@ -55,7 +55,7 @@ def _scan(data, images: formats.Images):
 def pick_model(binary: bool, name=None, sample=None) -> str:
     """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or of
     the default models for such images (one per data set) the one that codes `sample`,
-    the first images, smallest."""
+    images from the file, smallest."""
     if name is None:
         defaults = zoo.DEFAULTS["binary" if binary else "8bit"]
         return min(defaults, key=lambda d: len(messages.encode(d, sample))) if len(defaults) > 1 else defaults[0]
@@ -65,7 +65,7 @@ def pick_model(binary: bool, name=None, sample=None) -> str:
 
 
 def _bytes_box(method: str, data, payload: bytes) -> Container:
-    """The container of a file that is not images: xz or stored."""
+    """The container of a file that is not images: xz, stored or a recoded JPEG."""
     return Container(method, "bytes", len(data), hashlib.sha256(data).digest(), 0, "", b"",
                      container.method_fingerprint(method, container.VERSION), b"", payload)
 
@@ -73,15 +73,24 @@ def _bytes_box(method: str, data, payload: bytes) -> Container:
 STORED_HEADER = len(_bytes_box("stored", b"", b"").to_bytes())  # bytes a stored file adds
 
 
-def _xz(data):
-    start = time.perf_counter()
-    payload = classical.xz(data)
-    return _bytes_box("xz", data, payload), time.perf_counter() - start, {}
+def _unstored(payload: bytes, size: int) -> bytes:
+    if len(payload) != size:
+        raise BbansError("corrupt payload (the stored file is not of the size the header gives)")
+    return payload
 
 
-def _stored(data):
+# The methods for files that are not images: (the payload of a file's bytes, None where
+# the method does not take them; the file of a payload and the file's size)
+BYTE_CODERS = {"xz": (classical.xz, classical.unxz), "jpeg-recoded": (classical.recode_jpeg, classical.restore_jpeg),
+               "stored": (bytes, _unstored)}
+
+
+def _as_bytes(method: str, data):
+    """(container, seconds, figures) of the file's bytes coded with a method of
+    BYTE_CODERS; None where it does not take them."""
     start = time.perf_counter()
-    return _bytes_box("stored", data, bytes(data)), time.perf_counter() - start, {}
+    payload = BYTE_CODERS[method][0](data)
+    return None if payload is None else (_bytes_box(method, data, payload), time.perf_counter() - start, {})
 
 
 def _encode_job(job):
@@ -171,16 +180,18 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     candidates, name = [], None
     if images is not None:
         binary, sha = _scan(data, images)
-        name = pick_model(binary, model, np.array(images.pixels[:PROBE_IMAGES])) if modelled else None
+        n = len(images.pixels)
+        probe = images.pixels[np.linspace(0, n - 1, min(n, PROBE_IMAGES)).astype(int)]
+        name = pick_model(binary, model, probe) if modelled else None
         chunk_images = chunks.chunk_images(chunk_images, images.pixels.shape[1])
         count = len(chunks.bounds(len(images.pixels), chunk_images))
         with chunks.Workers(workers, scheduler, count, functools.partial(messages.load, name) if name else None) as pool:
             candidates.append(_chunked(data, images, sha, name, chunk_images, pool, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
-        candidates.append(_xz(data))
+        candidates += filter(None, (_as_bytes(method, data) for method in ("xz", "jpeg-recoded")))
     blob, box, seconds, coded = min(((c.to_bytes(), c, s, f) for c, s, f in candidates), key=lambda e: len(e[0]))
     if not model and len(blob) > len(data) + STORED_HEADER:  # nothing shrinks it: stored as it is
-        box, seconds, coded = _stored(data)
+        box, seconds, coded = _as_bytes("stored", data)
         blob = box.to_bytes()
     warnings = coded.pop("warnings", [])
     if name and not box.images:
@@ -217,9 +228,9 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=n
     decoded by `workers` processes, or on the Dask `scheduler`; after each one
     `progress(images done, images, payload bits so far, pixels done)` is called."""
     box = container.read(blob)
-    if not box.images:
+    if box.method in BYTE_CODERS:
         start = time.perf_counter()
-        data = classical.unxz(box.payload, box.size) if box.method == "xz" else _unstored(box)
+        data = BYTE_CODERS[box.method][1](box.payload, box.size)
         sha = hashlib.sha256(data).digest()
         out.write(data)
     else:  # the checksum is of the header bytes and the pixels, as compress took it
@@ -252,12 +263,6 @@ def _write_images(box: Container, decoded, out) -> bytes:
             hashed.update(pixels)
             out.write(pixels)
     return hashed.digest()
-
-
-def _unstored(box: Container) -> bytes:
-    if len(box.payload) != box.size:
-        raise BbansError("corrupt payload (the stored file is not of the size the header gives)")
-    return box.payload
 
 
 def _check_images(box: Container):
@@ -323,15 +328,15 @@ def _decode_job(job) -> np.ndarray:
 
 def info(blob: bytes) -> dict:
     box = container.read(blob)
-    shape = _check_images(box) if box.images else None
+    shape = None if box.method in BYTE_CODERS else _check_images(box)
     dims = _dims(box)
-    parts = _chunks(box, shape) if box.images else []
+    parts = _chunks(box, shape) if shape else []
     split = {}
     if box.method == "bbans-vq" and all(len(c.payload) >= messages.LATENT_BITS.size and not c.codec for c in parts):
         latent_bits = sum(messages.LATENT_BITS.unpack_from(c.payload)[0] for c in parts)
         pixel_bits = 8 * sum(len(c.payload) - messages.LATENT_BITS.size for c in parts) - latent_bits
         split = dict(latent_bits_per_dim=latent_bits / dims, pixel_bits_per_dim=pixel_bits / dims)
-    return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.images else None,
+    return dict(method=box.method, model=box.model or None, model_hash=box.model_hash.hex() if box.model else None,
                 layout=box.layout, restores="pixel-exact PNG" if box.layout == "png" else "byte-exact",
                 n_images=box.images, image_shape=list(shape) if shape else None, chunks=len(parts),
                 chunk_codecs=dict(Counter(classical.name(c.codec, box.model) for c in parts)),

@@ -27,6 +27,8 @@ MARGIN = 1.1  # a codec whose estimate is within this factor of the model's mess
 SPREAD = 1.25  # and within this factor of the smallest classical stream so far (estimates err by codec)
 WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the first images
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
+WEBP_SIDE = 16383
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 def _column(pixels: np.ndarray, shape) -> np.ndarray:
@@ -52,25 +54,43 @@ def unxz(payload: bytes, size: int) -> bytes:
     return data
 
 
-def _image_decode(decode):
-    """An image codec's decoder into a column of n images (it refuses a header of another size)."""
-    return lambda payload, n, shape: decode(payload, out=_column(np.empty((n, int(np.prod(shape))), np.uint8), shape))
+def _image_decode(decode, settings=lambda shape: {}):
+    """An image codec's decoder into a column of n images (it refuses a header of another
+    size), with the keyword arguments settings(shape)."""
+    return lambda payload, n, shape: decode(payload, out=_column(np.empty((n, int(np.prod(shape))), np.uint8), shape),
+                                            **settings(shape))
 
 
 def _image_encode(encode, **settings):
     return lambda x, shape: encode(_column(x, shape), **settings)
 
 
+def _webp_fits(n: int, shape) -> bool:
+    """WebP codes RGB and RGBA images of up to WEBP_SIDE pixels a side."""
+    height, width, channels = shape
+    return channels in (3, 4) and max(n * height, width) <= WEBP_SIDE
+
+
+def _any(n: int, shape) -> bool:
+    return True
+
+
 # id in the chunk table: (name, encode (pixels, shape) at full effort, encode quickly for
-# the sample, decode (payload, images, shape) to the pixels)
+# the sample, decode (payload, images, shape) to the pixels, whether it takes n images of
+# a shape)
 CODECS = {
     1: ("xz", lambda x, shape: xz(x.tobytes()),
         lambda x, shape: lzma.compress(x.tobytes(), format=lzma.FORMAT_RAW, filters=QUICK_XZ),
-        lambda payload, n, shape: np.frombuffer(unxz(payload, n * int(np.prod(shape))), np.uint8)),
+        lambda payload, n, shape: np.frombuffer(unxz(payload, n * int(np.prod(shape))), np.uint8), _any),
     2: ("jpeg-xl", _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=9),
-        _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=7), _image_decode(imagecodecs.jpegxl_decode)),
+        _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=7),
+        _image_decode(imagecodecs.jpegxl_decode), _any),
     3: ("png", _image_encode(imagecodecs.png_encode, level=9), _image_encode(imagecodecs.png_encode, level=6),
-        _image_decode(imagecodecs.png_decode)),
+        _image_decode(imagecodecs.png_decode), _any),
+    # libwebp drops an alpha channel that is opaque throughout; hasalpha asks for it back
+    4: ("webp", _image_encode(imagecodecs.webp_encode, level=100, lossless=True, method=6),
+        _image_encode(imagecodecs.webp_encode, level=75, lossless=True, method=3),
+        _image_decode(imagecodecs.webp_decode, lambda shape: dict(hasalpha=shape[2] == 4)), _webp_fits),
 }
 
 
@@ -83,19 +103,20 @@ def choose(pixels: np.ndarray, shape, message=None):
     (h, w, c) whose model message is `message`: the model's, or a classical codec's where
     that is smaller; the smallest classical codec's where there is no message. A chunk no
     larger than a sample is tried with every codec in full."""
+    fitting = [c for c, codec in CODECS.items() if codec[4](len(pixels), shape)]
     if pixels.nbytes <= SAMPLE_BYTES:
-        estimates = dict.fromkeys(CODECS, 0)
+        estimates = dict.fromkeys(fitting, 0)
     else:
-        estimates = {c: _estimate(c, pixels, shape) for c in CODECS}
+        estimates = {c: _estimate(c, pixels, shape) for c in fitting}
     best, size = (0, message), len(message) if message is not None else float("inf")
     limit = MARGIN * size
     for c in sorted(estimates, key=estimates.get):
         if estimates[c] > limit:
             break
-        stream = CODECS[c][1](pixels, shape)
-        if CRC.size + len(stream) < size:
-            best, size = (c, CRC.pack(zlib.crc32(stream)) + stream), CRC.size + len(stream)
-        limit = min(limit, SPREAD * (CRC.size + len(stream)))
+        payload = _with_crc(CODECS[c][1](pixels, shape))
+        if len(payload) < size:
+            best, size = (c, payload), len(payload)
+        limit = min(limit, SPREAD * len(payload))
     return best
 
 
@@ -115,12 +136,39 @@ def decode(codec: int, payload: bytes, n: int, shape) -> np.ndarray:
     """The pixels (n, h * w * c) of a chunk of images of `shape` coded with a classical codec."""
     if codec not in CODECS:
         raise BbansError(f"corrupt chunk table (unknown codec {codec})")
-    if len(payload) < CRC.size or CRC.unpack_from(payload)[0] != zlib.crc32(payload[CRC.size:]):
-        raise BbansError(f"corrupt payload (the {CODECS[codec][0]} chunk's CRC does not match)")
+    return _decoded(f"{CODECS[codec][0]} chunk", lambda stream: CODECS[codec][3](stream, n, shape), payload).reshape(n, -1)
+
+
+def recode_jpeg(data):
+    """The payload of a JPEG file recoded by JPEG-XL, which restores it byte for byte (some
+    fifth smaller); None if it is not a JPEG file JPEG-XL takes."""
+    if bytes(data[:len(JPEG_SIGNATURE)]) != JPEG_SIGNATURE:
+        return None
     try:
-        pixels = CODECS[codec][3](payload[CRC.size:], n, shape)
+        return _with_crc(imagecodecs.jpegxl_encode_jpeg(bytes(data)))
+    except Exception:  # a JPEG that JPEG-XL cannot recode (progressive with odd tables, arithmetic coded, ...)
+        return None
+
+
+def restore_jpeg(payload: bytes, size: int) -> bytes:
+    data = _decoded("recoded JPEG", imagecodecs.jpegxl_decode_jpeg, payload)
+    if len(data) != size:
+        raise BbansError("corrupt payload (the recoded JPEG is not of the size the header gives)")
+    return data
+
+
+def _with_crc(stream: bytes) -> bytes:
+    return CRC.pack(zlib.crc32(stream)) + stream
+
+
+def _decoded(what: str, decode, payload: bytes):
+    """decode(stream) of a payload that is a CRC-32 and the stream; BbansError if the CRC
+    does not match or the decoder fails."""
+    if len(payload) < CRC.size or CRC.unpack_from(payload)[0] != zlib.crc32(payload[CRC.size:]):
+        raise BbansError(f"corrupt payload (the {what}'s CRC does not match)")
+    try:
+        return decode(payload[CRC.size:])
     except BbansError:
         raise
     except Exception as e:  # whatever a corrupt stream makes the decoder raise
-        raise BbansError(f"corrupt payload ({CODECS[codec][0]} chunk does not decode: {type(e).__name__})") from None
-    return pixels.reshape(n, -1)
+        raise BbansError(f"corrupt payload ({what} does not decode: {type(e).__name__})") from None

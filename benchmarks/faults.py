@@ -27,7 +27,8 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood and a
     zero head among them), the VQ-VAE, a file of a model chunk and a classical one,
-    colour images no model codes (npy in two chunks, PNG, PPM), xz and stored."""
+    colour images no model codes (npy in two chunks, PNG, PPM), a recoded JPEG, xz and
+    stored."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
@@ -36,8 +37,10 @@ def small_files() -> dict:
     colour = (np.arange(6 * 4 * 5 * 3) * 37 % 251).astype(np.uint8).reshape(6, 4, 5, 3)
     files["pixels npy"] = pixels_file(npy_bytes(colour), chunk_images=3)
     i, j = np.mgrid[:16, :16]
-    files["pixels png"] = pixels_file(png_bytes(np.stack([16 * i, 16 * j, 8 * (i + j), 255 - 8 * i], -1).astype(np.uint8)))
+    files["pixels png"] = pixels_file(image_bytes(np.stack([16 * i, 16 * j, 8 * (i + j), 255 - 8 * i], -1).astype(np.uint8)))
     files["pixels ppm"] = pixels_file(b"P6 5 4 255\n" + colour[0].tobytes())
+    files["jpeg-recoded"] = api._as_bytes("jpeg-recoded", image_bytes(colour[0].repeat(4, 0).repeat(4, 1), "JPEG"))[0] \
+        .to_bytes()
     files["xz"] = api.compress(b"not an image " * 30)[0]
     files["stored"] = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]  # nothing shrinks it
     return files
@@ -51,9 +54,9 @@ def pixels_file(data: bytes, chunk_images: int = 1) -> bytes:
     return box.to_bytes()
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
+def image_bytes(pixels: np.ndarray, kind: str = "PNG") -> bytes:
     out = io.BytesIO()
-    Image.fromarray(pixels).save(out, "PNG")
+    Image.fromarray(pixels).save(out, kind)
     return out.getvalue()
 
 

@@ -16,11 +16,16 @@ STRIPES = np.tile((np.arange(28) * 9 % 256).astype(np.uint8), (100, 28, 1))
 
 
 @pytest.mark.parametrize("codec", sorted(classical.CODECS))
-@pytest.mark.parametrize("n, shape", [(1, (28, 28, 1)), (70, (28, 28, 1)), (1, (1, 1, 1)), (3, (31, 33, 2)),
+@pytest.mark.parametrize("n, shape", [(1, (28, 28, 1)), (70, (28, 28, 1)), (1, (1, 1, 1)), (3, (31, 33, 2)), (1, (1, 1, 3)),
                                       (2, (7, 1000, 3)), (5, (32, 32, 4))])
 def test_every_classical_codec_restores_a_chunk_exactly(codec, n, shape):
+    if not classical.CODECS[codec][4](n, shape):
+        assert classical.CODECS[codec][0] == "webp" and shape[2] < 3  # WebP takes RGB and RGBA alone
+        return
     pixels = np.random.default_rng(n).integers(0, 256, (n, int(np.prod(shape))), dtype=np.uint8)
     pixels[:, :pixels.shape[1] // 3] = 0
+    if shape[2] == 4 and n == 5:  # an alpha channel opaque throughout, which libwebp drops
+        pixels.reshape(-1, 4)[:, 3] = 255
     for encode in classical.CODECS[codec][1:3]:
         payload = with_crc(encode(pixels, shape))
         assert (classical.decode(codec, payload, n, shape) == pixels).all()

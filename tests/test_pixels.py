@@ -141,3 +141,30 @@ def test_a_pixels_file_whose_chunks_or_header_do_not_fit_is_refused(monkeypatch)
     whole = chunks.Chunk(2, parts[0].payload + parts[1].payload, chunks.pixel_sha(big), parts[0].codec)
     with pytest.raises(BbansError, match="too large"):
         api.decompress(corrupt(blob, payload=chunks.pack([whole])))
+
+
+def jpeg(pixels, **options):
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("options", [dict(quality=90), dict(quality=75, progressive=True), dict(quality=95, subsampling=0)])
+def test_a_jpeg_is_recoded_by_jpeg_xl_and_comes_back_byte_for_byte(options):
+    data = jpeg(smooth(200, 300, 3) ^ rng.integers(0, 40, (200, 300, 3), dtype=np.uint8), **options)
+    blob, report = api.compress(data)
+    assert report["method"] == "jpeg-recoded" and len(blob) < 0.95 * len(data)
+    assert api.decompress(blob)[0] == data and api.info(blob)["restores"] == "byte-exact"
+    payload = container.read(blob).payload
+    for bad in (payload[:-1], payload[:9] + bytes([payload[9] ^ 2]) + payload[10:]):
+        with pytest.raises(BbansError, match="recoded JPEG"):
+            classical.restore_jpeg(bad, len(data))
+    assert classical.restore_jpeg(payload, len(data)) == data
+    with pytest.raises(BbansError, match="size"):
+        classical.restore_jpeg(payload, len(data) + 1)
+
+
+def test_what_is_not_a_jpeg_jpeg_xl_takes_is_not_recoded():
+    assert classical.recode_jpeg(png(PNGS["rgb"])) is None
+    assert classical.recode_jpeg(b"\xff\xd8\xff" + bytes(300)) is None  # a JPEG's start and nothing after
+    assert api.compress(b"\xff\xd8\xff" + bytes(300))[1]["method"] == "xz"
