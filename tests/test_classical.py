@@ -109,3 +109,9 @@ def test_the_report_warns_of_chunks_the_model_lost_and_of_a_rate_far_above_its_t
     assert result.exit_code == 0 and result.stderr.startswith("bbans: warning: model vae-8bit-sparse-wide coded 1 of 2")
     result = runner.invoke(main, ["compress", "-q", "-f", str(tmp_path / "mixed.npy"), "--chunk-images", "100"])
     assert result.exit_code == 0 and result.stderr == result.stdout == ""
+
+
+def test_webp_takes_colour_columns_within_its_size_limit_alone():
+    assert classical._webp_fits(511, (32, 32, 3)) and classical._webp_fits(1, (16383, 16383, 4))
+    assert not classical._webp_fits(512, (32, 32, 3)) and not classical._webp_fits(1, (10, 16384, 3))
+    assert not classical._webp_fits(1, (32, 32, 1)) and not classical._webp_fits(1, (32, 32, 2))
