@@ -195,8 +195,7 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
         blob = box.to_bytes()
     warnings = coded.pop("warnings", [])
     if name and not box.images:
-        warnings.append(f"model {name} coded these images larger than {box.method} of the whole file, which took them "
-                        f"instead")
+        warnings.append(f"the whole file went to {box.method}, smaller than model {name}'s chunks")
     dims = images.pixels.size if images is not None else len(data)
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),

@@ -4,7 +4,9 @@ the file's model). The image codecs take the chunk as one image, a column of its
 
 Deciding costs little: the model codes every chunk in full (it is the fast one), the
 classical codecs first code a sample of the chunk at quick settings, and code it in
-full only where the sample says they may come within MARGIN of the best so far.
+full only where the sample says they may come within MARGIN of the model's message and
+SPREAD of the smallest classical stream so far. Files that are JPEGs are recoded by
+JPEG-XL (recode_jpeg), which gives the same bytes back.
 
 A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
 these formats leave bits that decode to the same pixels (padding, ancillary fields),
@@ -33,7 +35,7 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 def _column(pixels: np.ndarray, shape) -> np.ndarray:
     """The images (n, h * w * c) of `shape` (h, w, c) as one image, a column of n images."""
-    height, width, channels = shape
+    _, width, channels = shape
     return np.ascontiguousarray(pixels, np.uint8).reshape((-1, width) if channels == 1 else (-1, width, channels))
 
 

@@ -21,7 +21,6 @@ import io
 import json
 import lzma
 import math
-import os
 import sys
 import time
 import zipfile
@@ -36,6 +35,7 @@ from PIL import Image
 from bbans import api, chunks, container
 from bbans.measure import mnist_test, npy_bytes
 from bbans.models import zoo
+from bbans.models.data import load_images
 
 ROOT = Path(__file__).resolve().parents[1]
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
@@ -140,10 +140,7 @@ def mosaic(images: np.ndarray) -> np.ndarray:
 @functools.cache
 def cifar(n: int) -> np.ndarray:
     """The first n CIFAR-10 test images, (n, 32, 32, 3) uint8."""
-    path = Path(os.environ["BBANS_DATA"]) / "cifar-10" / "test-images.npy.xz"
-    images = np.load(io.BytesIO(lzma.decompress(path.read_bytes())))
-    assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8, images.shape
-    return images[:n]
+    return load_images("cifar-10", "test")[:n]
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """The data sets bbans is trained and benchmarked on, found through BBANS_DATA."""
 import gzip
+import io
+import lzma
 import os
 from pathlib import Path
 
@@ -12,6 +14,8 @@ FILES = {
     ("mnist", "test"): "mnist/t10k-images-idx3-ubyte.gz",
     ("fashion-mnist", "train"): "fashion-mnist/train-images-idx3-ubyte.gz",
     ("fashion-mnist", "test"): "fashion-mnist/t10k-images-idx3-ubyte.gz",
+    ("cifar-10", "train"): "cifar-10/train-images.npy.xz",
+    ("cifar-10", "test"): "cifar-10/test-images.npy.xz",
 }
 
 
@@ -27,10 +31,13 @@ def data_dir() -> Path:
 
 
 def load_images(name: str = "mnist", split: str = "test") -> np.ndarray:
-    """uint8 images of shape (N, 28, 28) from an idx file of the data folder."""
+    """uint8 images from the data folder: (N, 28, 28) from an idx file, or CIFAR-10's
+    (N, 32, 32, 3) from an xz-compressed npy file."""
     path = data_dir() / FILES[(name, split)]
     if not path.exists():
         raise DataNotFound(f"{path} not found (is {DATA_ENV} right?)")
+    if path.suffix == ".xz":
+        return np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False)
     raw = gzip.decompress(path.read_bytes())
     n, rows, cols = np.frombuffer(raw[4:16], ">u4")
     return np.frombuffer(raw[16:], np.uint8).reshape(int(n), int(rows), int(cols))

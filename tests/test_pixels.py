@@ -168,3 +168,12 @@ def test_what_is_not_a_jpeg_jpeg_xl_takes_is_not_recoded():
     assert classical.recode_jpeg(png(PNGS["rgb"])) is None
     assert classical.recode_jpeg(b"\xff\xd8\xff" + bytes(300)) is None  # a JPEG's start and nothing after
     assert api.compress(b"\xff\xd8\xff" + bytes(300))[1]["method"] == "xz"
+
+
+def test_cifar_10_loads_from_the_data_folder_and_goes_to_the_image_codecs(data):
+    from bbans.models.data import load_images
+    images = load_images("cifar-10", "test")
+    assert images.shape == (10_000, 32, 32, 3) and images.dtype == np.uint8
+    blob, report = bbans.compress_with_report(images[:50])
+    assert report.method == "pixels" and report.bits_per_dim < 8 * len(classical.xz(images[:50].tobytes())) / images[:50].size
+    np.testing.assert_array_equal(bbans.decompress(blob), images[:50])
