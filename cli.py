@@ -129,7 +129,8 @@ def main():
 def compress(file, output, force, model, full_figures, nll_samples, nll_images, workers, chunk_images, scheduler, quiet,
              as_json):
     """Compress FILE: images (npy, idx, PGM, PPM, PNG) chunk by chunk with a model (28x28 grey) or a classical
-    image codec, whichever is smaller; anything else with xz, or stored as it is."""
+    image codec, whichever is smaller; a JPEG recoded by JPEG-XL; anything else with xz, or stored as it is. A
+    folder's files go one by one into one FILE.bbans."""
     with Progress(not (quiet or as_json)) as progress:
         report = bbans.compress_file(file, output, model=model, force=force, workers=workers, chunk_images=chunk_images,
                                      scheduler=scheduler, full_figures=full_figures, nll_samples=nll_samples,
@@ -169,7 +170,8 @@ def model_figures(r: dict) -> str:
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE without .bbans).")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output file, or folder for a folder's (default FILE without .bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
 @WORKERS
 @SCHEDULER
@@ -194,9 +196,13 @@ def decompress(file, output, force, workers, scheduler, quiet, as_json):
 @JSON
 def verify(file, workers, scheduler, quiet, as_json):
     """Check that FILE.bbans restores its original exactly, writing nothing."""
-    from bbans import api
-    with Progress(not (quiet or as_json)) as progress:
-        r = api.decompress_to(file.read_bytes(), Discard(), workers=workers, scheduler=scheduler, progress=progress)
+    from bbans import api, container, folders
+    blob = file.read_bytes()
+    if container.read(blob).method == "folder":
+        r = folders.restore(blob, None, workers=workers, scheduler=scheduler)
+    else:
+        with Progress(not (quiet or as_json)) as progress:
+            r = api.decompress_to(blob, Discard(), workers=workers, scheduler=scheduler, progress=progress)
     r.update(input=str(file), ok=True)
     emit(r, as_json, quiet, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
          + (f", {r['model'] + ', ' if r['model'] else ''}{r['n_images']} images" if r["n_images"] else "") + ")")

@@ -227,6 +227,8 @@ def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=n
     decoded by `workers` processes, or on the Dask `scheduler`; after each one
     `progress(images done, images, payload bits so far, pixels done)` is called."""
     box = container.read(blob)
+    if box.method == "folder":
+        raise BbansError("this .bbans file holds a folder; restore it with bbans decompress (decompress_file)")
     if box.method in BYTE_CODERS:
         start = time.perf_counter()
         data = BYTE_CODERS[box.method][1](box.payload, box.size)
@@ -327,7 +329,7 @@ def _decode_job(job) -> np.ndarray:
 
 def info(blob: bytes) -> dict:
     box = container.read(blob)
-    shape = None if box.method in BYTE_CODERS else _check_images(box)
+    shape = None if box.method in container.BYTE_METHODS else _check_images(box)
     dims = _dims(box)
     parts = _chunks(box, shape) if shape else []
     split = {}

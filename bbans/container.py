@@ -11,7 +11,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
                                   3 = Bit-Swap hierarchical VAE, 4 = stored as it is
                                   (from version 6 on), 5 = pixels: images of a shape
                                   no model codes, every chunk classical, 6 = a JPEG
-                                  recoded by JPEG-XL (both from version 7 on)
+                                  recoded by JPEG-XL, 7 = a folder (bbans.folders; all
+                                  three from version 7 on)
     layout       u8       0 = bytes, 1 = npy, 2 = idx, 3 = pgm, 4 = png, 5 = ppm (from
                           version 7 on)
     size         u64      bytes of the original file
@@ -28,7 +29,7 @@ then the payload. Every integer is big-endian; no pickle, no paths.
                           column of 28x28 images, or height, width and channels of
                           one image of another shape; bbans.formats)
     payload      xz: the compressed file; stored: the file; jpeg-recoded: the CRC-32 of
-                 the JPEG-XL stream, then the stream. Images': chunks (bbans.chunks),
+                 the JPEG-XL stream, then the stream; folder: its files' containers. Images': chunks (bbans.chunks),
                  each a classical codec's stream or a model's message: the ANS stack as
                  u32 words, for a VQ-VAE after a u64 count of the bits its codes take.
                  Version 1: one BB-ANS VAE message, no chunk table.
@@ -41,11 +42,11 @@ from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored", "pixels", "jpeg-recoded")
-BYTE_METHODS = ("xz", "stored", "jpeg-recoded")  # of files that are not images: no model, layout "bytes"
+METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored", "pixels", "jpeg-recoded", "folder")
+BYTE_METHODS = ("xz", "stored", "jpeg-recoded", "folder")  # of what is not images: no model, layout "bytes"
 UNMODELLED = BYTE_METHODS + ("pixels",)  # the methods without a model
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png", "ppm")
-SINCE = {"bbans-bitswap": 3, "stored": 6, "pixels": 7, "jpeg-recoded": 7, "ppm": 7}  # the version that brought a method or layout
+SINCE = {"bbans-bitswap": 3, "stored": 6, "pixels": 7, "jpeg-recoded": 7, "folder": 7, "ppm": 7}  # the version that brought a method or layout
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
 FINGERPRINT = 16  # bytes, from version 2 on
 LENGTHS = struct.Struct(">BH")  # of the model name and the meta

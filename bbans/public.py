@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from bbans import api, formats
+from bbans import api, container, folders, formats
 from bbans.errors import BbansError
 from bbans.files import atomic_output, open_input, write_atomic
 from bbans.models.zoo import ZOO, card
@@ -103,13 +103,17 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
     with xz. The output is written whole or not at all. `full_figures`: the float model's
     -ELBO and NLL bound on these images (nll_samples importance samples each on
     nll_images of them, default all), at several times the coding time. After each chunk,
-    progress(images done, images, bits so far, pixels done)."""
+    progress(images done, images, bits so far, pixels done). A folder is compressed file
+    by file into one .bbans file (bbans.folders), without progress."""
     path = Path(path)
     output = _output(output, force, path.with_name(path.name + SUFFIX))
-    with open_input(path) as data:
-        blob, r = api.compress(data, model=model, full_figures=full_figures, nll_samples=nll_samples,
-                               nll_images=nll_images, chunk_images=chunk_images, workers=workers, scheduler=scheduler,
-                               progress=progress or api.no_progress)
+    options = dict(model=model, full_figures=full_figures, nll_samples=nll_samples, nll_images=nll_images,
+                   chunk_images=chunk_images, workers=workers, scheduler=scheduler)
+    if path.is_dir():
+        blob, r = folders.compress(path, **options)
+    else:
+        with open_input(path) as data:
+            blob, r = api.compress(data, progress=progress or api.no_progress, **options)
     write_atomic(output, blob)
     return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
 
@@ -117,20 +121,25 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
 def decompress_file(path, output=None, *, force: bool = False, workers: int = 1, scheduler: Optional[str] = None,
                     progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
     """Restores the original of the .bbans file at `path` to `output` (default: path
-    without .bbans), checked against its SHA-256, whole or not at all."""
+    without .bbans), checked against its SHA-256, whole or not at all; a folder's with
+    its files' paths."""
     path = Path(path)
     if output is None and path.suffix != SUFFIX:
         raise BbansError(f"{path} does not end in {SUFFIX}; name the output with -o (output=...)")
     output = _output(output, force, path.with_suffix(""))
     blob = path.read_bytes()
+    if container.read(blob).method == "folder":
+        r = folders.restore(blob, output, force=True, workers=workers, scheduler=scheduler)  # _output checked it
+        return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
     with atomic_output(output) as out:
         r = api.decompress_to(blob, out, workers=workers, scheduler=scheduler, progress=progress or api.no_progress)
     return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
 
 
 def info(blob: bytes) -> dict:
-    """What .bbans bytes hold: method, model, layout, images, chunks, sizes, bits/dim."""
-    return api.info(blob)
+    """What .bbans bytes hold: method, model, layout, images, chunks, sizes, bits/dim (a
+    folder's: those of each of its files)."""
+    return folders.info(blob) if container.read(blob).method == "folder" else api.info(blob)
 
 
 def list_models() -> dict:
