@@ -12,7 +12,7 @@ import click
 
 import bbans
 from bbans.errors import BbansError
-from bbans.files import write_atomic
+from bbans.files import Discard, write_atomic
 
 STARTED = time.perf_counter()  # the wall time a report gives counts from here
 
@@ -20,13 +20,6 @@ STARTED = time.perf_counter()  # the wall time a report gives counts from here
 def fail(message: str, code: int = 1):
     click.echo(f"bbans: error: {message}", err=True)
     sys.exit(code)
-
-
-class Discard:
-    """A binary file that forgets what is written to it."""
-
-    def write(self, data):
-        return len(data)
 
 
 class Progress:

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from bbans import api, container
 from bbans.container import Container
 from bbans.errors import BbansError
-from bbans.files import open_input
+from bbans.files import Discard, open_input
 
 COUNT = struct.Struct(">I")
 ENTRY = struct.Struct(">HQ")
@@ -62,7 +62,10 @@ def pack(members) -> bytes:
 
 
 def _pack(members) -> bytes:
-    names = [name.encode() for name, _ in members]
+    try:
+        names = [name.encode() for name, _ in members]
+    except UnicodeEncodeError:  # a file name that is not UTF-8, kept by Python as surrogates
+        raise BbansError("a file name below the folder is not UTF-8; rename it to compress the folder") from None
     table = b"".join(ENTRY.pack(len(name), len(blob)) for name, (_, blob) in zip(names, members))
     return COUNT.pack(len(members)) + table + b"".join(name + blob for name, (_, blob) in zip(names, members))
 
@@ -100,9 +103,9 @@ def _safe(name: str) -> str:
 
 
 def restore(blob: bytes, output, force: bool = False, workers: int = 1, scheduler=None) -> dict:
-    """Restores the folder of a folder's container to `output` (None: checks it and
-    writes nothing): every file is decoded and checked into a temporary folder beside
-    it, which then takes the output's name, so that a failure leaves nothing. An
+    """Restores the folder of a folder's container to `output` (None: checks every file
+    and writes nothing): every file is decoded and checked into a temporary folder
+    beside it, which then takes the output's name, so that a failure leaves nothing. An
     existing output is refused unless `force`."""
     box = container.read(blob)
     parts = members(box)
@@ -111,20 +114,27 @@ def restore(blob: bytes, output, force: bool = False, workers: int = 1, schedule
     if sum(container.read(member).size for _, member in parts) != box.size \
             or any(container.read(member).method == "folder" for _, member in parts):
         raise BbansError("corrupt folder (its files' sizes do not add up, or one is a folder)")
-    with tempfile.TemporaryDirectory(prefix=f".{output.name if output else 'bbans'}.",
-                                     dir=output.parent if output else None) as tmp:
+    tmp = None if output is None else Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
         seconds, dims = 0.0, 0
         for name, member in parts:
-            target = Path(tmp, name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                report = api.decompress_to(member, out, workers, scheduler)
+            if tmp is None:
+                report = api.decompress_to(member, Discard(), workers, scheduler)
+            else:
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp / name, "wb") as out:
+                    report = api.decompress_to(member, out, workers, scheduler)
             seconds, dims = seconds + report["seconds"], dims + report["n_dims"]
-        if output is not None:
-            if output.exists():
-                shutil.rmtree(output) if output.is_dir() and not output.is_symlink() else output.unlink()
+        if tmp is not None:
+            if output.is_dir() and not output.is_symlink():
+                shutil.rmtree(output)
+            elif output.exists() or output.is_symlink():
+                output.unlink()
             os.replace(tmp, output)
-            Path(tmp).mkdir()  # for the context manager to remove
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dict(method="folder", model=None, layout="folder", n_files=len(parts), original_bytes=box.size,
                 n_dims=dims, n_images=0, seconds=seconds, files=[name for name, _ in parts])
 

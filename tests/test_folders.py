@@ -83,6 +83,11 @@ def test_links_and_empty_folders_are_refused(folder, tmp_path):
     (tmp_path / "nothing").mkdir()
     with pytest.raises(BbansError, match="no files"):
         bbans.compress_file(tmp_path / "nothing")
+    (folder / "link").unlink()
+    with open(os.path.join(os.fsencode(folder), b"\xff.bin"), "wb") as f:  # a name that is not UTF-8
+        f.write(b"x")
+    with pytest.raises(BbansError, match="not UTF-8"):
+        bbans.compress_file(folder, force=True)
 
 
 def rebuilt(blob: bytes, members) -> bytes:
