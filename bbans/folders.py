@@ -41,7 +41,10 @@ def compress(folder: Path, **options):
     members, reports = [], []
     for name, path in files_below(folder):
         with open_input(path) as data:
-            blob, report = api.compress(data, **options)
+            try:
+                blob, report = api.compress(data, **options)
+            except BbansError as error:  # say which file (a text file, say, given --model)
+                raise BbansError(f"{path}: {error}") from None
         members.append((name, blob))
         reports.append(dict(report, name=name))
     blob = pack(members)

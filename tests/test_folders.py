@@ -76,6 +76,11 @@ def test_the_command_line_compresses_verifies_and_restores_a_folder(folder, tmp_
     assert info["n_files"] == 4
 
 
+def test_an_error_names_the_file_it_comes_from(folder):
+    with pytest.raises(BbansError, match="colour.npy: --model applies to"):  # the first file, of 9x7 colour images
+        bbans.compress_file(folder, model="vae-8bit")
+
+
 def test_links_and_empty_folders_are_refused(folder, tmp_path):
     (folder / "link").symlink_to(folder / "colour.npy")
     with pytest.raises(BbansError, match="link"):
