@@ -19,8 +19,8 @@ SUFFIX = ".bbans"
 @dataclass(frozen=True)
 class Report:
     """What compressing or decompressing did; rates in bits per dimension (per pixel)."""
-    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq"; "pixels" for images no model codes, "xz" or
-    # "stored" for other files
+    method: str  # "bbans-vae", "bbans-bitswap", "bbans-vq"; "pixels" for images no model codes; "xz",
+    # "stored" or "jpeg-recoded" for other files; "folder"
     model: Optional[str]  # the zoo's model (bbans models lists them), None without one
     images: int
     original_bytes: int
