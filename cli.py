@@ -242,8 +242,8 @@ def train(name, epochs, threads, nll_samples, nll_images):
 
 
 @main.command()
-@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist", "fashion-mnist"]), multiple=True,
-              help="Data set (default: all three).")
+@click.option("--data", "variants", type=click.Choice(["mnist-binarized", "mnist", "fashion-mnist", "cifar-10"]),
+              multiple=True, help="Data set (default: the three of 28x28 grey images).")
 @click.option("-n", "--images", default=10000, show_default=True, help="Test images to use.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw bits/dim against images/s, one panel per data set, to this PNG file.")

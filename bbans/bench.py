@@ -1,5 +1,6 @@
 """The standard benchmark: bbans and classical codecs on the same test pixels of MNIST,
-binarized MNIST and Fashion-MNIST."""
+binarized MNIST and Fashion-MNIST, and of CIFAR-10 (colour, which no model codes yet:
+bbans's row is its classical codecs')."""
 import bz2
 import gzip
 import io
@@ -17,6 +18,7 @@ from bbans import api
 from bbans.measure import REPEAT, VARIANTS, compress_measured, decompress_measured, in_fresh_process, mnist_test, \
     npy_bytes, timed
 from bbans.models import zoo
+from bbans.models.data import load_images
 from bbans.models.intnet import describe
 
 BYTE_CODECS = {  # name: (compress, decompress), on the raw pixel bytes
@@ -28,58 +30,75 @@ BYTE_CODECS = {  # name: (compress, decompress), on the raw pixel bytes
 # name (the settings as the format's own command-line tool spells them): (encode, decode,
 # tallest image the format takes: imagecodecs' WebP refuses 16383 rows, the spec's limit).
 # All lossless at their highest effort; WebP codes RGB, so a grey image goes in as three
-# equal channels.
+# equal channels (`grey` below).
 IMAGE_FORMATS = {
     "png -9": (lambda a: imagecodecs.png_encode(a, level=9), imagecodecs.png_decode, 2**31 - 1),
-    "webp -z9": (lambda a: imagecodecs.webp_encode(np.repeat(a[..., None], 3, -1), 100, lossless=True, method=6),
-                 lambda b: imagecodecs.webp_decode(b)[..., 0], 16382),
+    "webp -z9": (lambda a: imagecodecs.webp_encode(a, 100, lossless=True, method=6), imagecodecs.webp_decode, 16382),
     "jpeg-xl -e9": (lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9), imagecodecs.jpegxl_decode,
                     2**30),
 }
+CIFAR = "cifar-10"  # the colour data set, beside measure.VARIANTS
+
+
+def test_images(variant: str, n: int) -> np.ndarray:
+    """The first n test images of a variant of measure.VARIANTS, or of CIFAR-10."""
+    return load_images(CIFAR, "test")[:n] if variant == CIFAR else mnist_test(variant, n)
+
+
+def grey(name: str, encode, decode, colour: bool):
+    """A format's coder for grey images too: WebP's gets them as three equal channels."""
+    if colour or not name.startswith("webp"):
+        return encode, decode
+    return (lambda a: encode(np.repeat(a[..., None], 3, -1))), (lambda b: decode(b)[..., 0])
 
 
 def mosaic(images: np.ndarray) -> np.ndarray:
-    """The images as one near-square grid, blank images filling the last row."""
-    n, h, w = images.shape
+    """The images (n, h, w) or (n, h, w, c) as one near-square grid, blank images filling
+    the last row."""
+    n, h, w, *c = images.shape
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    grid = np.zeros((rows * cols, h, w), np.uint8)
+    grid = np.zeros((rows * cols, h, w, *c), np.uint8)
     grid[:n] = images
-    return grid.reshape(rows, cols, h, w).swapaxes(1, 2).reshape(rows * h, cols * w)
+    return grid.reshape(rows, cols, h, w, *c).swapaxes(1, 2).reshape(rows * h, cols * w, *c)
 
 
 def tiles(grid: np.ndarray, shape: tuple) -> np.ndarray:
-    """The images of shape (n, h, w) back out of their mosaic."""
-    n, h, w = shape
-    return grid.reshape(grid.shape[0] // h, h, -1, w).swapaxes(1, 2).reshape(-1, h, w)[:n]
+    """The images of shape (n, h, w) or (n, h, w, c) back out of their mosaic."""
+    n, h, w, *c = shape
+    return grid.reshape(grid.shape[0] // h, h, -1, w, *c).swapaxes(1, 2).reshape(-1, h, w, *c)[:n]
 
 
 LAYOUTS = {  # name: (images -> the parts to encode, (decoded parts, shape) -> images)
     "bytes": (lambda x: [x.tobytes()], lambda parts, shape: np.frombuffer(parts[0], np.uint8).reshape(shape)),
     "per image": (list, lambda parts, shape: np.stack(parts)),
-    "one image": (lambda x: [x.reshape(-1, x.shape[2])], lambda parts, shape: parts[0].reshape(shape)),
+    "one image": (lambda x: [x.reshape(-1, *x.shape[2:])], lambda parts, shape: parts[0].reshape(shape)),
     "one mosaic image": (lambda x: [mosaic(x)], lambda parts, shape: tiles(parts[0], shape)),
 }
 
 
 def fitting_models(variant: str):
-    """The zoo's codecs for this data (its data set, binarized or not), the default first."""
+    """The zoo's codecs for this data (its data set, binarized or not), the default first
+    (none for CIFAR-10 yet)."""
+    if variant == CIFAR:
+        return []
     data, binarized = VARIANTS[variant]
     default = next(d for d in zoo.DEFAULTS["binary" if binarized else "8bit"] if zoo.ZOO[d]["data"] == data)
     fits = [name for name in zoo.trained_on(data, binarized) if zoo.is_codec(name)]
     return sorted(fits, key=lambda name: name != default)
 
 
-def bbans_row(images: np.ndarray, model: str) -> dict:
-    """bbans with one model: the rate (every byte of the .bbans file counted), the speed
-    both ways, the peak memory of a process that only compresses and of one that only
-    decompresses, the model's own cost and the start-up cost."""
+def bbans_row(images: np.ndarray, model) -> dict:
+    """bbans with one model (None: its own choice, for images no model codes its classical
+    codecs'): the rate (every byte of the .bbans file counted), the speed both ways, the
+    peak memory of a process that only compresses and of one that only decompresses, the
+    model's own cost and the start-up cost."""
     n = len(images)
     data = npy_bytes(images)
     blob, report, compress_peak = in_fresh_process(compress_measured, data, model, REPEAT)
     restored, back, decompress_peak = in_fresh_process(decompress_measured, blob, REPEAT)
     assert restored == data, "bbans round trip failed"
-    fig = zoo.figures(model, images.reshape(n, -1), nll_samples=0)
+    fig = zoo.figures(model, images.reshape(n, -1), nll_samples=0) if model else {}
     fig.setdefault("model_bits_per_dim", fig.get("neg_elbo_bits_per_dim"))  # a VAE's cost is its -ELBO
     return dict(
         model=model, machine=report["machine"], bits_per_dim=report["bits_per_dim"],
@@ -87,7 +106,7 @@ def bbans_row(images: np.ndarray, model: str) -> dict:
         compress_images_per_s=n / report["seconds"], decompress_images_per_s=n / back["seconds"],
         compress_peak_rss_mb=compress_peak, decompress_peak_rss_mb=decompress_peak,
         **fig,
-        card_nll_bits_per_dim=zoo.card(model).get("test_nll_bits_per_dim"),
+        card_nll_bits_per_dim=zoo.card(model).get("test_nll_bits_per_dim") if model else None,
         # The start-up cost: with bits-back, the first image has no bits on the stack to get back.
         **{f"first_{k}_bits_per_dim": api.compress(npy_bytes(images[:k]), model=model)[1]["bits_per_dim"]
            for k in (1, 100)})
@@ -97,10 +116,11 @@ def classical_codecs(shape: tuple) -> list:
     """(name, layout, encode, decode) of every classical codec for images of this shape:
     the byte codecs on the raw pixels, each image format on every image alone and on the
     whole set as one column of images, or as one mosaic where the column is too tall."""
-    n, h, _ = shape
+    n, h = shape[:2]
     codecs = [(name, "bytes", pack, unpack) for name, (pack, unpack) in BYTE_CODECS.items()]
     for name, (encode, decode, tallest) in IMAGE_FORMATS.items():
         whole = "one image" if n * h <= tallest else "one mosaic image"
+        encode, decode = grey(name, encode, decode, colour=len(shape) == 4)
         codecs += [(f"{name} ({layout})", layout, encode, decode) for layout in ("per image", whole)]
     return codecs
 
@@ -118,10 +138,12 @@ def classical_row(images: np.ndarray, layout: str, encode, decode) -> dict:
 
 
 def run(variant: str, n: int = 10000) -> dict:
-    """Bits/dim and images/s of bbans with every model that fits the data, and of the
-    classical codecs on the raw pixels, for the first n test images of `variant`."""
-    images = mnist_test(variant, n)
-    results = {f"bbans {model}": bbans_row(images, model) for model in fitting_models(variant)}
+    """Bits/dim and images/s of bbans with every model that fits the data (without one,
+    bbans's own choice), and of the classical codecs on the raw pixels, for the first n
+    test images of `variant`."""
+    images = test_images(variant, n)
+    models = fitting_models(variant) or [None]
+    results = {f"bbans {model or '(no model)'}": bbans_row(images, model) for model in models}
     for name, *codec in classical_codecs(images.shape):
         results[name] = classical_row(images, *codec)
     return dict(images=len(images), dims=int(images.size), codecs=results)

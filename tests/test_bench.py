@@ -104,7 +104,7 @@ def test_mosaic_is_near_square_and_gives_the_images_back(n):
     rows, cols = grid.shape[0] // 28, grid.shape[1] // 28
     assert rows * cols >= n and cols - 1 <= rows <= cols
     assert np.array_equal(bench.tiles(grid, images.shape), images)
-    encode, decode, _ = bench.IMAGE_FORMATS["webp -z9"]
+    encode, decode = bench.grey("webp -z9", *bench.IMAGE_FORMATS["webp -z9"][:2], colour=False)  # as three channels
     assert bench.classical_row(images, "one mosaic image", encode, decode)["bits_per_dim"] > 0
 
 
@@ -136,3 +136,15 @@ def test_a_card_gives_each_machine_its_speed():
     text = markdown(c)
     assert "21,000 images/s to compress, 22,000 to decompress on Some CPU (AVX2; torch at AVX2, kernel avx2-sparse)" in text
     assert "31,000 images/s to compress" in text and "kernel torch-int8" in text
+
+
+def test_cifar_10_gets_bbans_without_a_model_and_every_classical_codec_in_colour(data):
+    r = bench.run("cifar-10", 12)
+    assert (r["images"], r["dims"]) == (12, 12 * 32 * 32 * 3)
+    assert list(r["codecs"]) == ["bbans (no model)"] + CLASSICAL_ROWS  # every round trip checked in run
+    bbans_row = r["codecs"]["bbans (no model)"]
+    assert bbans_row["model"] is None and bbans_row["model_bits_per_dim"] is None
+    classical = [c["bits_per_dim"] for name, c in r["codecs"].items() if name in CLASSICAL_ROWS]
+    assert bbans_row["bits_per_dim"] <= min(classical) + 8 * 300 / r["dims"]  # the best of them and bbans's framing
+    mosaic = bench.mosaic(bench.test_images("cifar-10", 5))
+    assert mosaic.shape == (64, 96, 3) and (bench.tiles(mosaic, (5, 32, 32, 3)) == bench.test_images("cifar-10", 5)).all()
