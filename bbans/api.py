@@ -177,7 +177,7 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     modelled = images is not None and images.shape == formats.MODEL_SHAPE
     if model and not modelled:
         raise BbansError(f"--model {MODEL_ONLY}; this is not one")
-    candidates, name = [], None
+    candidates, name, count = [], None, 0
     if images is not None:
         binary, sha = _scan(data, images)
         n = len(images.pixels)
@@ -200,7 +200,7 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     report = dict(method=box.method, model=box.model or None, layout=images.layout if images else "bytes",
                   n_images=len(images.pixels) if images else 0, n_dims=dims, original_bytes=len(data),
                   compressed_bytes=len(blob), bits_per_dim=8 * len(blob) / max(dims, 1), seconds=seconds,
-                  chunks=len(chunks.bounds(len(images.pixels), chunk_images)) if box.images else 0,
+                  chunks=count if box.images else 0,
                   chunk_codecs=coded.pop("chunk_codecs", {}), warnings=warnings)
     if box.images:
         report["image_shape"] = list(images.shape)

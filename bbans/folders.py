@@ -114,8 +114,8 @@ def restore(blob: bytes, output, force: bool = False, workers: int = 1, schedule
     parts = members(box)
     if output is not None and output.exists() and not force:
         raise BbansError(f"{output} exists; use --force (force=True) to overwrite")
-    if sum(container.read(member).size for _, member in parts) != box.size \
-            or any(container.read(member).method == "folder" for _, member in parts):
+    headers = [container.read(member) for _, member in parts]
+    if sum(h.size for h in headers) != box.size or any(h.method == "folder" for h in headers):
         raise BbansError("corrupt folder (its files' sizes do not add up, or one is a folder)")
     tmp = None if output is None else Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
