@@ -88,6 +88,8 @@ class App(click.Group):
 
 WORKERS = click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
                        help="Processes coding chunks in parallel; the output is the same for any number.")
+MODEL_FILE = click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                          help="The model file the .bbans file was made with, where it was (bbans train --data).")
 QUIET = click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors (no progress bar, no report).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (and no progress bar).")
 SCHEDULER = click.option("--scheduler", metavar="ADDRESS",
@@ -104,7 +106,8 @@ def main():
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output file (default FILE.bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
-@click.option("--model", help="Model of the zoo to use for image input (default: picked from the pixel values and the first images).")
+@click.option("--model", help="Model of the zoo to use for image input, or a model file of `bbans train --data` "
+                              "(default: picked from the images' shape and values).")
 @click.option("--full-figures", is_flag=True,
               help="Report the float model's -ELBO on every image and its NLL bound, computed afresh (several times "
                    "the coding time), instead of the -ELBO the coder found and the model's NLL on its test set.")
@@ -166,15 +169,16 @@ def model_figures(r: dict) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file, or folder for a folder's (default FILE without .bbans).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output file.")
+@MODEL_FILE
 @WORKERS
 @SCHEDULER
 @QUIET
 @JSON
-def decompress(file, output, force, workers, scheduler, quiet, as_json):
+def decompress(file, output, force, model, workers, scheduler, quiet, as_json):
     """Restore the original of FILE.bbans, checked against its SHA-256."""
     with Progress(not (quiet or as_json)) as progress:
         report = bbans.decompress_file(file, output, force=force, workers=workers, scheduler=scheduler,
-                                       progress=progress)
+                                       progress=progress, model=model)
     r = dict(report.details, wall_seconds=time.perf_counter() - STARTED)
     emit(r, as_json, quiet, f"{file} -> {r['output']}: {r['original_bytes']} bytes, {r['method']}"
          + (f" ({r['model'] + ', ' if r['model'] else ''}{r['n_images']} images)" if r["n_images"] else "")
@@ -183,19 +187,20 @@ def decompress(file, output, force, workers, scheduler, quiet, as_json):
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@MODEL_FILE
 @WORKERS
 @SCHEDULER
 @QUIET
 @JSON
-def verify(file, workers, scheduler, quiet, as_json):
+def verify(file, model, workers, scheduler, quiet, as_json):
     """Check that FILE.bbans restores its original exactly, writing nothing."""
     from bbans import api, container, folders
     blob = file.read_bytes()
     if container.read(blob).method == "folder":
-        r = folders.restore(blob, None, workers=workers, scheduler=scheduler)
+        r = folders.restore(blob, None, workers=workers, scheduler=scheduler, model=model)
     else:
         with Progress(not (quiet or as_json)) as progress:
-            r = api.decompress_to(blob, Discard(), workers=workers, scheduler=scheduler, progress=progress)
+            r = api.decompress_to(blob, Discard(), workers=workers, scheduler=scheduler, progress=progress, model=model)
     r.update(input=str(file), ok=True)
     emit(r, as_json, quiet, f"{file}: OK, restores {r['original_bytes']} bytes exactly ({r['method']}"
          + (f", {r['model'] + ', ' if r['model'] else ''}{r['n_images']} images" if r["n_images"] else "") + ")")
@@ -227,18 +232,44 @@ def models(as_json):
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--data", type=click.Path(exists=True, path_type=Path),
+              help="Train on these images instead (a file or folder of npy, idx, PGM, PPM or PNG; large ones cut "
+                   "into tiles) and write a model file of its own.")
+@click.option("--arch", help="With --data: the zoo model whose architecture and recipe to train "
+                             "(default vae-cifar for RGB images, vae-8bit for grey ones).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --data: the model file to write (default DATA.pt); its card goes beside it.")
+@click.option("--device", default="cpu", show_default=True, help="torch's device to train on (cuda: a GPU).")
 @click.option("--epochs", type=int, help="Override the recipe's number of epochs.")
 @click.option("--threads", default=1, show_default=True, help="torch threads.")
-@click.option("--nll-samples", default=1000, show_default=True, help="Importance samples for the card's NLL.")
-@click.option("--nll-images", type=int, help="Test images for the card's NLL (default all 10,000).")
-def train(name, epochs, threads, nll_samples, nll_images):
-    """Train model NAME from its recipe and write its weights and model card."""
-    from bbans.cards import write_card
+@click.option("--resume", is_flag=True, help="Go on from the checkpoint of an unfinished run (the .ckpt file beside "
+                                             "the weights).")
+@click.option("--nll-samples", type=int, help="Importance samples for the card's NLL (default: the recipe's, else 1,000).")
+@click.option("--nll-images", type=int, help="Test images for the card's NLL (default: the recipe's, else all 10,000).")
+def train(name, data, arch, output, device, epochs, threads, resume, nll_samples, nll_images):
+    """Train model NAME of the zoo from its recipe and write its weights and model card; or,
+    with --data, an architecture of the zoo on your own images, into a model file that
+    `bbans compress --model FILE` and `bbans decompress --model FILE` take."""
+    from bbans.cards import write_card, write_file_card
     from bbans.models.train import train as run
     from bbans.models.zoo import known
-    run(known(name), epochs=epochs, threads=threads, log=click.echo)
-    click.echo(json.dumps(write_card(name, nll_samples=nll_samples, nll_images=nll_images)))
+    if data is None:
+        if name is None or arch or output:
+            raise click.UsageError("give NAME, a model of the zoo (bbans models), or --data PATH [--arch NAME]")
+        run(known(name), epochs=epochs, threads=threads, log=click.echo, resume=resume, device=device, bar=True)
+        click.echo(json.dumps(write_card(name, nll_samples=nll_samples, nll_images=nll_images)))
+        return
+    if name:
+        raise click.UsageError("with --data, name the architecture with --arch")
+    from bbans import train_data
+    arch, images = train_data.load(data, arch)
+    output = output or data.parent / f"{data.name}.pt"
+    click.echo(f"training {arch}'s architecture on {len(images):,} images of {'x'.join(map(str, images.shape[1:]))} "
+               f"from {data} into {output}", err=True)
+    run(known(arch), epochs=epochs, threads=threads, log=click.echo, out=output, resume=resume, images=images,
+        source=str(data), device=device, bar=True)
+    click.echo(json.dumps(write_file_card(output, images, nll_samples=nll_samples, nll_images=nll_images)))
 
 
 @main.command()

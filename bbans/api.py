@@ -1,5 +1,5 @@
-"""Compress and decompress whole files: 28x28 grey images go to a model of the zoo (a
-VAE with bits-back, or a VQ-VAE) chunk by chunk, each chunk to a classical codec instead
+"""Compress and decompress whole files: 28x28 grey and 32x32 RGB images go to a model of
+the zoo (a VAE with bits-back, or a VQ-VAE) chunk by chunk, each chunk to a classical codec instead
 where that is smaller (bbans.classical); images of other shapes to the classical codecs,
 chunk by chunk; anything else to xz; what nothing shrinks is stored as it is."""
 import functools
@@ -21,7 +21,7 @@ from bbans.models import zoo
 COMPARE_LIMIT = 1 << 20
 PROBE_IMAGES = 64  # the default model for a data set is the one that codes these images smallest, evenly spaced
 FAR = 1.5  # a model's rate on an input this many times its test-set rate is warned of
-MODEL_ONLY = "applies to files of 28x28 grey images (npy, idx, PGM, PNG)"
+MODEL_ONLY = "applies to files of 28x28 grey or 32x32 RGB images (npy, idx, PGM, PNG, PPM)"
 SIZE = struct.Struct(">Q")  # of a PNG file, where its checksum covers it
 
 
@@ -52,16 +52,24 @@ def _scan(data, images: formats.Images):
     return binary, sha.digest()
 
 
-def pick_model(binary: bool, name=None, sample=None) -> str:
-    """The model for images whose values are all 0 or 1 (`binary`) or not: `name`, or of
-    the default models for such images (one per data set) the one that codes `sample`,
-    images from the file, smallest."""
+def pick_model(binary: bool, name=None, sample=None, shape=formats.MODEL_SHAPE) -> str:
+    """The model for images of `shape` whose values are all 0 or 1 (`binary`) or not:
+    `name`, or of the default models for such images (one per data set) the one that
+    codes `sample`, images from the file, smallest."""
     if name is None:
-        defaults = zoo.DEFAULTS["binary" if binary else "8bit"]
+        defaults = zoo.defaults(shape, binary)
         return min(defaults, key=lambda d: len(messages.encode(d, sample))) if len(defaults) > 1 else defaults[0]
-    if zoo.ZOO[zoo.known(name)]["binarized"] and not binary:
+    if zoo.shape(zoo.known(name)) != shape:
+        raise BbansError(f"model {name} codes images of {_shape_text(zoo.shape(name))}, and these are "
+                         f"{_shape_text(shape)}")
+    if zoo.recipe(name)["binarized"] and not binary:
         raise BbansError(f"model {name} codes binary images, and this input has values above 1")
     return name
+
+
+def _shape_text(shape) -> str:
+    """(28, 28, 1) -> "28x28 grey", (32, 32, 3) -> "32x32x3"."""
+    return f"{shape[0]}x{shape[1]}" + (" grey" if shape[2] == 1 else f"x{shape[2]}")
 
 
 def _bytes_box(method: str, data, payload: bytes) -> Container:
@@ -132,7 +140,8 @@ def _chunked(data, images: formats.Images, sha: bytes, name, chunk_images: int, 
         progress(done, n, bits, done * image_bytes)
     seconds = time.perf_counter() - start
     figures = messages.coder_figures(name, costs, images.pixels.size) if name else {}
-    return Container(method, images.layout, len(data), sha, n, name or "", model_hash, mark, images.meta,
+    return Container(method, images.layout, len(data), sha, n, zoo.recorded(name) if name else "", model_hash, mark,
+                     images.meta,
                      chunks.pack(parts)), seconds, dict(figures, chunk_codecs=dict(used),
                                                         warnings=_warnings(name, used, figures) if name else [])
 
@@ -173,8 +182,9 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     `progress(images done, images, bits so far, pixels done)` is called."""
     if chunk_images is not None and chunk_images < 1:
         raise BbansError("the chunk size must be at least one image")
+    model = zoo.model_name(model) if model else None
     images = formats.parse(data)
-    modelled = images is not None and images.shape == formats.MODEL_SHAPE
+    modelled = images is not None and images.shape in zoo.MODEL_SHAPES
     if model and not modelled:
         raise BbansError(f"--model {MODEL_ONLY}; this is not one")
     candidates, name, count = [], None, 0
@@ -182,7 +192,7 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
         binary, sha = _scan(data, images)
         n = len(images.pixels)
         probe = images.pixels[np.linspace(0, n - 1, min(n, PROBE_IMAGES)).astype(int)]
-        name = pick_model(binary, model, probe) if modelled else None
+        name = pick_model(binary, model, probe, images.shape) if modelled else None
         chunk_images = chunks.chunk_images(chunk_images, images.pixels.shape[1])
         count = len(chunks.bounds(len(images.pixels), chunk_images))
         with chunks.Workers(workers, scheduler, count, functools.partial(messages.load, name) if name else None) as pool:
@@ -206,27 +216,33 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
         report["image_shape"] = list(images.shape)
     if full_figures and box.model:
         start = time.perf_counter()
-        report.update(zoo.figures(box.model, images.pixels, nll_samples, nll_images), figures="full",
+        report.update(zoo.figures(name, images.pixels, nll_samples, nll_images), figures="full",
                       figures_seconds=time.perf_counter() - start)
     else:
         report.update(coded)
     return blob, report
 
 
-def decompress(blob: bytes, workers: int = 1, scheduler=None, progress=no_progress):
+def decompress(blob: bytes, workers: int = 1, scheduler=None, progress=no_progress, model=None):
     """(original file bytes, report): decompress_to in memory."""
     out = io.BytesIO()
-    report = decompress_to(blob, out, workers, scheduler, progress)
+    report = decompress_to(blob, out, workers, scheduler, progress, model)
     return out.getvalue(), report
 
 
-def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=no_progress) -> dict:
+def decompress_to(blob: bytes, out, workers: int = 1, scheduler=None, progress=no_progress, model=None) -> dict:
     """Writes the original of `blob` to the binary file `out` and returns a report;
     raises BbansError unless it checks out exactly, in which case what `out` got must be
     thrown away. npy, idx, PGM and PPM images are written a chunk at a time. Chunks are
     decoded by `workers` processes, or on the Dask `scheduler`; after each one
-    `progress(images done, images, payload bits so far, pixels done)` is called."""
+    `progress(images done, images, payload bits so far, pixels done)` is called. A file
+    made with a model file (`bbans train --data`) needs that file, `model`."""
     box = container.read(blob)
+    if zoo.is_file(box.model):
+        if model is None:
+            raise BbansError(f"this file was made with the model file {box.model[len(zoo.FILE_PREFIX):]}; "
+                             f"give it with --model FILE")
+        box.model = zoo.from_file(model)  # its weights are checked against the file's (messages.check)
     if box.method == "folder":
         raise BbansError("this .bbans file holds a folder; restore it with bbans decompress (decompress_file)")
     if box.method in BYTE_CODERS:
@@ -266,10 +282,11 @@ def _write_images(box: Container, decoded, out) -> bytes:
     return hashed.digest()
 
 
-def _check_images(box: Container):
+def _check_images(box: Container, resolved: bool = True):
     """Checks the header of a container of images; the shape of one image. A header file
     is rebuilt as meta + pixels, and must read back as its own layout, whatever the
-    pixels (a PNG is written from the layout's own fields)."""
+    pixels (a PNG is written from the layout's own fields). Unless `resolved` (a model
+    file not at hand), the images are checked to be of the model's shape."""
     framed = formats.frame(box.layout, box.meta)
     if framed is None:
         raise BbansError("corrupt header (the layout's header bytes do not fit)")
@@ -282,7 +299,10 @@ def _check_images(box: Container):
     if count != box.images or (box.layout != "png" and len(box.meta) + count * image_bytes != box.size) \
             or (shape == formats.MODEL_SHAPE and box.images > 64 * (len(box.payload) + 1)):
         raise BbansError("corrupt header (image count does not match the sizes)")
-    if (box.method == "pixels") == (shape == formats.MODEL_SHAPE):
+    # Every model codes the shape of its data set; "pixels" has no model, and never took 28x28 grey
+    # images (32x32 RGB ones it took before vae-cifar).
+    if (box.method == "pixels" and (box.model or shape == formats.MODEL_SHAPE)) \
+            or (box.method != "pixels" and (not box.model or resolved and zoo.shape(zoo.known(box.model)) != shape)):
         raise BbansError(f"corrupt header (method {box.method} with images of {'x'.join(map(str, shape))})")
     return shape
 
@@ -329,7 +349,7 @@ def _decode_job(job) -> np.ndarray:
 
 def info(blob: bytes) -> dict:
     box = container.read(blob)
-    shape = None if box.method in container.BYTE_METHODS else _check_images(box)
+    shape = None if box.method in container.BYTE_METHODS else _check_images(box, not zoo.is_file(box.model))
     dims = _dims(box)
     parts = _chunks(box, shape) if shape else []
     split = {}

@@ -1,6 +1,5 @@
 """The standard benchmark: bbans and classical codecs on the same test pixels of MNIST,
-binarized MNIST and Fashion-MNIST, and of CIFAR-10 (colour, which no model codes yet:
-bbans's row is its classical codecs')."""
+binarized MNIST and Fashion-MNIST, and of CIFAR-10."""
 import bz2
 import gzip
 import io
@@ -41,8 +40,12 @@ CIFAR = "cifar-10"  # the colour data set, beside measure.VARIANTS
 
 
 def test_images(variant: str, n: int) -> np.ndarray:
-    """The first n test images of a variant of measure.VARIANTS, or of CIFAR-10."""
-    return load_images(CIFAR, "test")[:n] if variant == CIFAR else mnist_test(variant, n)
+    """The first n test images of a variant of measure.VARIANTS, or n evenly spaced ones of
+    CIFAR-10 (its test set is sorted by class)."""
+    if variant == CIFAR:
+        images = load_images(CIFAR, "test")
+        return images[np.linspace(0, len(images) - 1, min(n, len(images))).astype(int)]
+    return mnist_test(variant, n)
 
 
 def grey(name: str, encode, decode, colour: bool):
@@ -78,19 +81,15 @@ LAYOUTS = {  # name: (images -> the parts to encode, (decoded parts, shape) -> i
 
 
 def fitting_models(variant: str):
-    """The zoo's codecs for this data (its data set, binarized or not), the default first
-    (none for CIFAR-10 yet)."""
-    if variant == CIFAR:
-        return []
-    data, binarized = VARIANTS[variant]
-    default = next(d for d in zoo.DEFAULTS["binary" if binarized else "8bit"] if zoo.ZOO[d]["data"] == data)
+    """The zoo's codecs for this data (its data set, binarized or not), the default first."""
+    data, binarized = (CIFAR, False) if variant == CIFAR else VARIANTS[variant]
+    default = next(d for d in zoo.defaults(zoo.SHAPES[data], binarized) if zoo.ZOO[d]["data"] == data)
     fits = [name for name in zoo.trained_on(data, binarized) if zoo.is_codec(name)]
     return sorted(fits, key=lambda name: name != default)
 
 
 def bbans_row(images: np.ndarray, model) -> dict:
-    """bbans with one model (None: its own choice, for images no model codes its classical
-    codecs'): the rate (every byte of the .bbans file counted), the speed both ways, the
+    """bbans with one model (None: its own choice): the rate (every byte of the .bbans file counted), the speed both ways, the
     peak memory of a process that only compresses and of one that only decompresses, the
     model's own cost and the start-up cost."""
     n = len(images)

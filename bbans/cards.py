@@ -1,14 +1,18 @@
 """Model cards: the test-set figures of a trained model, as JSON and as markdown."""
 import json
+from pathlib import Path
 
 import torch
 
 from bbans import api, chunks, container, measure, messages
 from bbans.codecs.vae import BitSwapCodec
 from bbans.codecs.vq import VQCodec
-from bbans.measure import mnist_test, npy_bytes
+from bbans.measure import VARIANTS, mnist_test, npy_bytes
+from bbans.models.data import load_images
 from bbans.models.intnet import describe
-from bbans.models.zoo import WEIGHTS, ZOO, figures, is_codec, kind, load, weights_path
+from bbans.models import zoo
+from bbans.models.train import own_split
+from bbans.models.zoo import WEIGHTS, ZOO, figures, from_file, is_codec, kind, load
 
 LABELS = {
     "test_neg_elbo_bits_per_dim": "-ELBO (one posterior sample per image)",
@@ -30,7 +34,9 @@ FLOW_NLL = ("NLL, the uniform-dequantization bound E_u[-log2 p((x + u) / 256)] /
             "(logit pre-processing included), one draw of u per image")
 FLOW_NOTES = {"solver": "Solver of the test NLL", "evaluations_per_image": "Function evaluations per test image "
               "(both continuous flows)", "trace": "Trace of the test NLL"}
-TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar-10": "CIFAR-10"}
+TRAINING_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar-10": 50_000}
+CURVE_IMAGES = {"cifar-10": "every fifth test image (2,000; the set is sorted by class)"}  # else the first 2,000
 CURVE_LABELS = {"test_neg_elbo_bits_per_dim": "-ELBO", "test_bits_per_dim": "model cost"}
 SIMD_ORDER = {"DEFAULT": 0, "AVX2": 1, "AVX512": 2}  # a card lists the speeds on the plainest SIMD level first
 CURVE_NOTES = {"ffjord": ", solved with the training solver: dopri5, rtol = atol = 1e-3"}
@@ -57,25 +63,61 @@ def first_image(name: str, pixels) -> dict:
 def test_images(name: str):
     """The card's test set for model NAME: its data set's 10,000 test images, binarized where it is."""
     recipe = ZOO[name]
+    if recipe["data"] not in VARIANTS:
+        return load_images(recipe["data"], "test")
     return mnist_test("mnist-binarized" if recipe["binarized"] else recipe["data"], 10000)
 
 
-def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
+def write_card(name: str, nll_samples=None, nll_images=None) -> dict:
+    """Measures model NAME on its test set and writes its card: the NLL bound with
+    `nll_samples` importance samples on `nll_images` test images (default: the recipe's
+    "card_nll", else 1,000 samples on every image)."""
     recipe = ZOO[name]
+    default_samples, default_images = recipe.get("card_nll", (1000, None))
     title = TITLES[recipe["data"]]
-    images = test_images(name)
+    card = measured(name, test_images(name), default_samples if nll_samples is None else nll_samples,
+                    default_images if nll_images is None else nll_images,
+                    data=f"{title} training set ({TRAINING_IMAGES[recipe['data']]:,} images"
+                         f"{', dynamically binarized' if recipe['binarized'] else ''})",
+                    test_data=f"{title} test set, 10,000 images"
+                              f"{' binarized with RandomState(0)' if recipe['binarized'] else ''}")
+    save(card)
+    return measure_speed(name) if is_codec(name) else {k: v for k, v in card.items() if k != "curve"}
+
+
+def write_file_card(path, images, nll_samples=None, nll_images=None) -> dict:
+    """The card of a model file that `bbans train --data` trained on `images`, written
+    beside it (.json, .md): its figures on the images it held out (own_split), the NLL
+    bound with 100 samples on at most 1,000 of them unless told otherwise."""
+    name = from_file(path)
+    recipe = zoo.recipe(name)
+    _, held, _ = own_split(images, recipe["base"], recipe["summary"])
+    card = measured(name, held, 100 if nll_samples is None else nll_samples,
+                    min(len(held), 1000) if nll_images is None else nll_images,
+                    data=f"{recipe['training_images']:,} images (tiles of {'x'.join(map(str, recipe['shape']))})",
+                    test_data=f"{len(held):,} images held out of the training data (every twentieth)")
+    card.update(name=Path(path).name, kind=recipe["kind"], curve_images="the held-out images",
+                reproduce=f"bbans train --data DATA --arch {recipe['base']}")
+    Path(path).with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    Path(path).with_suffix(".md").write_text(markdown(card))
+    return {k: v for k, v in card.items() if k != "curve"}
+
+
+def measured(name: str, images, nll_samples, nll_images, data: str, test_data: str) -> dict:
+    """A model's card (without its speed) from its figures on test `images`: the float
+    model's, and bbans's file of them."""
+    recipe = zoo.recipe(name)
     pixels = images.reshape(len(images), -1)
-    saved = torch.load(weights_path(name), weights_only=True)
+    saved = torch.load(zoo.weights_file(name), weights_only=True)
     history = saved["history"]
     codec = is_codec(name)
     blob, report = api.compress(npy_bytes(images), model=name) if codec else (None, None)
     fig = figures(name, pixels, nll_samples=nll_samples, nll_images=nll_images)
-    card = dict(
+    return dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
-        parameters=sum(v.numel() for v in saved["state_dict"].values()),
-        data=f"{title} training set (60,000 images{', dynamically binarized' if recipe['binarized'] else ''})",
-        test_data=f"{title} test set, 10,000 images{' binarized with RandomState(0)' if recipe['binarized'] else ''}",
-        recipe={k: recipe[k] for k in ("epochs", "stop_epoch", "batch", "lr", "warmup", "clip", "seed") if k in recipe},
+        parameters=sum(v.numel() for v in saved["state_dict"].values()), data=data, test_data=test_data,
+        recipe={k: recipe[k] for k in ("epochs", "stop_epoch", "batch", "lr", "warmup", "free_bits", "clip", "seed")
+                if k in recipe},
         training_minutes=history[-1]["minutes"], epochs=history[-1]["epoch"],
         **{f"test_{k}": round(v, 5) for k, v in fig.items() if k.endswith("bits_per_dim")},
         **{k: fig[k] for k in ("nll_samples", "nll_images", *FLOW_NOTES) if k in fig},
@@ -83,8 +125,6 @@ def write_card(name: str, nll_samples: int = 1000, nll_images=None) -> dict:
                 test_compressed_bytes=report["compressed_bytes"]) if codec else {}),
         **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
         curve=history)
-    save(card)
-    return measure_speed(name) if codec else {k: v for k, v in card.items() if k != "curve"}
 
 
 def measure_speed(name: str) -> dict:
@@ -114,7 +154,8 @@ def save(card: dict):
 
 def markdown(c: dict) -> str:
     metric = next(k for k in c["curve"][0] if k in CURVE_LABELS)
-    flow = not is_codec(c["name"])
+    model_kind = c.get("kind") or kind(c["name"])  # a model file's card names its kind
+    flow = model_kind not in zoo.EXACT
     label = "NLL" if flow else CURVE_LABELS[metric]
     curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h[metric]} |" for h in c["curve"]
                       if flow or h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
@@ -126,6 +167,7 @@ def markdown(c: dict) -> str:
     labels = dict(LABELS, test_nll_bits_per_dim=FLOW_NLL) if flow else LABELS
     rows = "\n".join(f"| {text.format(**c)} | {c[key]} |" for key, text in labels.items() if key in c)
     notes = "".join(f"- {text}: {json.dumps(c[key])}.\n" for key, text in FLOW_NOTES.items() if key in c)
+    curve_images = c.get("curve_images") or CURVE_IMAGES.get(ZOO[c["name"]]["data"], "the first 2,000 test images")
     return f"""# {c['name']}
 
 {c['summary']}.
@@ -134,7 +176,7 @@ def markdown(c: dict) -> str:
 {'float32' if flow else 'float16'}).
 - Training data: {c['data']}; recipe `{json.dumps(c['recipe'])}`.
 - Training time: {c['training_minutes']} minutes for {c['epochs']} epochs on this project's 2-core CPU
-  (one torch thread, sharing the machine with other work). Reproduce: `bbans train {c['name']}`.
+  (one torch thread, sharing the machine with other work). Reproduce: `{c.get('reproduce', 'bbans train ' + c['name'])}`.
 - Test data: {c['test_data']}.
 - {'A flow has no codec: `bbans evaluate` shows its figures beside the codecs.' if flow else
    f'Speed on one core: {speed}.'}
@@ -143,7 +185,7 @@ def markdown(c: dict) -> str:
 | --- | --- |
 {rows}
 
-Training curve ({label} on the first 2,000 test images{CURVE_NOTES.get(kind(c['name']), '')}):
+Training curve ({label} on {curve_images}{CURVE_NOTES.get(model_kind, '')}):
 
 | epoch | minutes | {label} bits/dim |
 | --- | --- | --- |

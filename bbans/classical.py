@@ -5,7 +5,10 @@ the file's model). The image codecs take the chunk as one image, a column of its
 Deciding costs little: the model codes every chunk in full (it is the fast one), the
 classical codecs first code a sample of the chunk at quick settings, and code it in
 full only where the sample says they may come within MARGIN of the model's message and
-SPREAD of the smallest classical stream so far. Files that are JPEGs are recoded by
+SPREAD of the smallest classical stream so far; JPEG-XL and WebP, slow at full effort
+(JPEG-XL effort 9 codes some 80,000 pixels/s, several times slower than the models), from
+a larger sample spread over the chunk, only where it says they beat the model's message
+by SLOW_MARGIN. Files that are JPEGs are recoded by
 JPEG-XL (recode_jpeg), which gives the same bytes back.
 
 A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
@@ -28,6 +31,10 @@ SAMPLE_BYTES = 64 * 784  # of a chunk's pixels that the classical codecs are tri
 MARGIN = 1.1  # a codec whose estimate is within this factor of the model's message is tried in full,
 SPREAD = 1.25  # and within this factor of the smallest classical stream so far (estimates err by codec)
 WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the first images
+# JPEG-XL and WebP: estimated from SLOW_SAMPLE_BYTES of images spread over the chunk (on
+# CIFAR-10 3% below the full stream, where the first images, of one class, miss by 20%),
+# and tried in full only where that is SLOW_MARGIN below the model's message
+SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 WEBP_SIDE = 16383
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -115,6 +122,8 @@ def choose(pixels: np.ndarray, shape, message=None):
     for c in sorted(estimates, key=estimates.get):
         if estimates[c] > limit:
             break
+        if c in SLOW and estimates[c] > SLOW_MARGIN * size:
+            continue
         payload = _with_crc(CODECS[c][1](pixels, shape))
         if len(payload) < size:
             best, size = (c, payload), len(payload)
@@ -124,10 +133,15 @@ def choose(pixels: np.ndarray, shape, message=None):
 
 def _estimate(codec: int, pixels: np.ndarray, shape) -> float:
     """The bytes `codec` would take for the chunk, from its quick settings on the first
-    SAMPLE_BYTES of it: scaled up, or for an LZ coder (WARMING) the sample's cost plus the
+    SAMPLE_BYTES of it (a SLOW codec: on SLOW_SAMPLE_BYTES of images spread over it):
+    scaled up, or for an LZ coder (WARMING) the sample's cost plus the
     rest at the cost per image of the sample's second half, once its dictionary has warmed
     (on the first half alone it would overestimate, by a third on binary images)."""
-    quick, n, k = CODECS[codec][2], len(pixels), max(1, SAMPLE_BYTES // pixels.shape[1])
+    quick, n = CODECS[codec][2], len(pixels)
+    if codec in SLOW:
+        k = min(n, max(1, SLOW_SAMPLE_BYTES // pixels.shape[1]))
+        return len(quick(pixels[np.linspace(0, n - 1, k).astype(int)], shape)) * n / k
+    k = max(1, SAMPLE_BYTES // pixels.shape[1])
     whole = len(quick(pixels[:k], shape))
     if codec not in WARMING or k < 2:
         return whole * n / k

@@ -105,11 +105,12 @@ def _safe(name: str) -> str:
     return name
 
 
-def restore(blob: bytes, output, force: bool = False, workers: int = 1, scheduler=None) -> dict:
+def restore(blob: bytes, output, force: bool = False, workers: int = 1, scheduler=None, model=None) -> dict:
     """Restores the folder of a folder's container to `output` (None: checks every file
     and writes nothing): every file is decoded and checked into a temporary folder
     beside it, which then takes the output's name, so that a failure leaves nothing. An
-    existing output is refused unless `force`."""
+    existing output is refused unless `force`. `model`: the model file its files were made
+    with, if one was."""
     box = container.read(blob)
     parts = members(box)
     if output is not None and output.exists() and not force:
@@ -122,11 +123,11 @@ def restore(blob: bytes, output, force: bool = False, workers: int = 1, schedule
         seconds, dims = 0.0, 0
         for name, member in parts:
             if tmp is None:
-                report = api.decompress_to(member, Discard(), workers, scheduler)
+                report = api.decompress_to(member, Discard(), workers, scheduler, model=model)
             else:
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp / name, "wb") as out:
-                    report = api.decompress_to(member, out, workers, scheduler)
+                    report = api.decompress_to(member, out, workers, scheduler, model=model)
             seconds, dims = seconds + report["seconds"], dims + report["n_dims"]
         if tmp is not None:
             if output.is_dir() and not output.is_symlink():

@@ -1,4 +1,4 @@
-"""A model of the zoo's messages for chunks of 28x28 grey images: coding and decoding
+"""A model of the zoo's messages for chunks of its images: coding and decoding
 them, the figures the coder finds on the way, and the fingerprint by which a decoder
 checks that its environment computes the encoder's probabilities."""
 import functools
@@ -15,7 +15,7 @@ from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.models import zoo
 
-METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq", "hvae": "bbans-bitswap"}  # the zoo's kinds of model
+METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq", "hvae": "bbans-bitswap", "colour": "bbans-vae"}  # by kind
 LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
@@ -29,12 +29,12 @@ def _vae_codec(method: str, model, version: int) -> VAECodec:
     return BitSwapCodec(model, version=version) if method == "bbans-bitswap" else VAECodec(model, version=version)
 
 
-def probe(binary: bool) -> np.ndarray:
-    """A fixed input for the fingerprint: four striped grey images with zeros among them,
-    made by integer arithmetic alone (binarized for a binary model)."""
-    k, i, j = np.ix_(range(4), range(28), range(28))
-    x = np.where((i + 2 * j + k) % 4 == 0, 0, ((i * (k + 3) + j * (2 * k + 5)) * 37 + 11 * k) % 256)
-    return (x > 127 if binary else x).reshape(4, formats.PIXELS).astype(np.uint8)
+def probe(binary: bool, shape=formats.MODEL_SHAPE) -> np.ndarray:
+    """A fixed input for the fingerprint: four striped images of `shape` with zeros among
+    them, made by integer arithmetic alone (binarized for a binary model)."""
+    k, i, j, c = np.ix_(range(4), *map(range, shape))
+    x = np.where((i + 2 * j + k + c) % 4 == 0, 0, ((i * (k + 3) + j * (2 * k + 5)) * 37 + 11 * k + 101 * c) % 256)
+    return (x > 127 if binary else x).reshape(4, -1).astype(np.uint8)
 
 
 @functools.cache
@@ -44,11 +44,12 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
     byte, so that a changed version byte is caught even where the coding is the same). It
     differs wherever the probabilities do."""
     prefix = bytes([version]) if version > 2 else b""
-    return hashlib.sha256(prefix + encode(name, probe(zoo.ZOO[name]["binarized"]), version)).digest()[:16]
+    x = probe(zoo.recipe(name)["binarized"], zoo.shape(name))
+    return hashlib.sha256(prefix + encode(name, x, version)).digest()[:16]
 
 
 def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None) -> bytes:
-    """The payload for images (N, 784) coded with model NAME of the zoo, as format
+    """The payload for images (N, dims) coded with model NAME of the zoo, as format
     `version` codes them (earlier ones only to check a file's fingerprint). With `costs`,
     adds to it what the coding cost, as coder_figures takes it."""
     model, _ = load(name, version)
@@ -70,7 +71,8 @@ def coder_figures(name: str, costs: Counter, dims: int) -> dict:
         out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
                    pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
     elif costs["images"]:
-        out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * formats.PIXELS), elbo_images=costs["images"])
+        per_image = int(np.prod(zoo.shape(name)))
+        out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * per_image), elbo_images=costs["images"])
     else:
         out = {}
     tested = zoo.card(name)
@@ -107,12 +109,15 @@ def check(box: Container):
     model did)."""
     if not box.model:
         return
-    if box.model in zoo.ZOO and METHODS.get(zoo.kind(box.model)) != box.method:
+    if METHODS.get(zoo.kind(zoo.known(box.model))) != box.method:
         raise BbansError(f"corrupt header (method {box.method} with model {box.model!r})")
     _, weights_hash = load(box.model, box.version)
     if bytes.fromhex(weights_hash)[:16] != box.model_hash:
-        raise BbansError(f"this file was made with other weights of model {box.model} "
-                         f"({box.model_hash.hex()}…, this bbans has {weights_hash[:32]}…)")
+        theirs, ours = box.model_hash.hex(), weights_hash[:32]
+        if zoo.is_file(box.model):
+            raise BbansError(f"the model file {box.model[len(zoo.FILE_PREFIX):]} is not the one this file was made with "
+                             f"(its weights hash {ours}…, the file's {theirs}…)")
+        raise BbansError(f"this file was made with other weights of model {box.model} ({theirs}…, this bbans has {ours}…)")
     here = fingerprint(box.model, box.version)
     if box.version > 1 and box.fingerprint != here:  # version 1 files have none
         raise BbansError(f"this file was made in an environment whose model outputs differ: its probe fingerprint "

@@ -58,8 +58,9 @@ def _npy(images) -> bytes:
 
 def compress_with_report(images, model: Optional[str] = None, *, workers: int = 1,
                          chunk_images: Optional[int] = None) -> tuple:
-    """(the .bbans bytes, Report) of a numpy array: uint8 images (N, 28, 28) go to a
-    model of the zoo (`model`, or the default one for their data), other uint8 images
+    """(the .bbans bytes, Report) of a numpy array: uint8 images (N, 28, 28) and (N, 32,
+    32, 3) go to a model (`model`: of the zoo or a model file; by default the zoo's for
+    their data), other uint8 images
     ((H, W), (N, H, W) or (N, H, W, C) with C up to 4) to classical image codecs, any
     other array to xz. The bytes are those `bbans compress` makes of the array's .npy
     file."""
@@ -72,11 +73,12 @@ def compress(images, model: Optional[str] = None, **options) -> bytes:
     return compress_with_report(images, model, **options)[0]
 
 
-def decompress(blob: bytes, *, workers: int = 1) -> np.ndarray:
+def decompress(blob: bytes, *, workers: int = 1, model=None) -> np.ndarray:
     """The images of .bbans bytes, as a numpy array: the array that was compressed, or
     the pixels (N, H, W), or (N, H, W, C) for colour, of an idx, PGM, PPM or PNG file. A
-    .bbans file of other bytes raises BbansError (decompress_file restores any file)."""
-    data = api.decompress(blob, workers=workers)[0]
+    .bbans file of other bytes raises BbansError (decompress_file restores any file).
+    `model`: the model file the bytes were made with, if one was."""
+    data = api.decompress(blob, workers=workers, model=model)[0]
     if data.startswith(b"\x93NUMPY"):
         return np.load(io.BytesIO(data), allow_pickle=False)
     images = formats.parse(data)
@@ -98,8 +100,9 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
                   nll_samples: int = 100, nll_images: Optional[int] = None,
                   progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
     """Compresses the file at `path` to `output` (default: path + ".bbans"), as `bbans
-    compress` does: npy, idx, PGM or PNG files of 28x28 grey images with a model of the
-    zoo, images of other shapes (those and PPM) with classical image codecs, other files
+    compress` does: npy, idx, PGM, PPM or PNG files of 28x28 grey or 32x32 RGB images with
+    a model of the zoo (or `model`, a model's name or a model file), images of other
+    shapes with classical image codecs, other files
     with xz. The output is written whole or not at all. `full_figures`: the float model's
     -ELBO and NLL bound on these images (nll_samples importance samples each on
     nll_images of them, default all), at several times the coding time. After each chunk,
@@ -119,20 +122,21 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
 
 
 def decompress_file(path, output=None, *, force: bool = False, workers: int = 1, scheduler: Optional[str] = None,
-                    progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
+                    progress: Optional[Callable[[int, int, int, int], None]] = None, model=None) -> Report:
     """Restores the original of the .bbans file at `path` to `output` (default: path
     without .bbans), checked against its SHA-256, whole or not at all; a folder's with
-    its files' paths."""
+    its files' paths. `model`: the model file it was made with, if one was (`bbans train --data`)."""
     path = Path(path)
     if output is None and path.suffix != SUFFIX:
         raise BbansError(f"{path} does not end in {SUFFIX}; name the output with -o (output=...)")
     output = _output(output, force, path.with_suffix(""))
     blob = path.read_bytes()
     if container.read(blob).method == "folder":
-        r = folders.restore(blob, output, force=True, workers=workers, scheduler=scheduler)  # _output checked it
+        r = folders.restore(blob, output, force=True, workers=workers, scheduler=scheduler, model=model)  # _output checked it
         return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
     with atomic_output(output) as out:
-        r = api.decompress_to(blob, out, workers=workers, scheduler=scheduler, progress=progress or api.no_progress)
+        r = api.decompress_to(blob, out, workers=workers, scheduler=scheduler, progress=progress or api.no_progress,
+                              model=model)
     return Report.of(dict(r, input=str(path), output=str(output)), len(blob))
 
 

@@ -20,18 +20,20 @@ from PIL import Image
 from bbans import api, chunks, container, folders, formats
 from bbans.errors import BbansError
 from bbans.measure import mnist_test, npy_bytes
+from bbans.models.data import load_images
 
 FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields in the header
 
 
 def small_files() -> dict:
-    """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood and a
-    zero head among them), the VQ-VAE, a file of a model chunk and a classical one,
+    """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood, a zero
+    head and the colour model among them), the VQ-VAE, a file of a model chunk and a classical one,
     colour images no model codes (npy in two chunks, PNG, PPM), a recoded JPEG, xz,
     stored, and a folder of two of them."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
+    files["vae-cifar"] = api.compress(npy_bytes(load_images("cifar-10", "test")[:2]), model="vae-cifar")[0]
     files["mixed chunks"] = api.compress(npy_bytes(np.concatenate([mnist_test("mnist", 3), np.zeros((3, 28, 28), np.uint8)])),
                                          model="vae-8bit", chunk_images=3)[0]  # a model chunk and a classical one
     colour = (np.arange(6 * 4 * 5 * 3) * 37 % 251).astype(np.uint8).reshape(6, 4, 5, 3)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bbans.errors import BbansError
+from bbans.models.colour import ColourVAE, ExactColourVAE
 from bbans.models.flows import FFJORD, RealNVP, bits_per_dim, dequantize
 from bbans.models.hvae import HVAE, ExactHVAE
 from bbans.models.vae import PIXELS, VAE, ExactVAE
@@ -20,9 +21,9 @@ WEIGHTS = ROOT / "weights"
 CONTEXT_9 = [[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1, -2], [-2, -1]]
 LAPLACE_VAE = dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32, context=CONTEXT_9)
 RECIPE_8BIT = dict(binarized=False, batch=128, lr=1e-3, warmup=5, seed=0)
-ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "realnvp": RealNVP, "ffjord": FFJORD}
-EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE}
-INTEGER = ("vae", "hvae")  # kinds whose MLPs can run on integers
+ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "colour": ColourVAE, "realnvp": RealNVP, "ffjord": FFJORD}
+EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE, "colour": ExactColourVAE}
+INTEGER = ("vae", "hvae", "colour")  # kinds whose MLPs can run on integers
 ZOO = {
     "vae-binary": dict(
         arch=dict(likelihood="bernoulli", hidden=512, latent=40),
@@ -63,6 +64,12 @@ ZOO = {
         data="mnist", binarized=False, epochs=25, batch=128, lr=1e-3, seed=0,
         summary="VQ-VAE, 7x7 grid of 16 codes with an autoregressive prior, zero / discretized Laplace pixels "
                 "with a 9-pixel causal context; 8-bit MNIST"),
+    "vae-cifar": dict(
+        kind="colour", arch=dict(hidden=256, latent=32, features=4, head_hidden=64),
+        data="cifar-10", binarized=False, epochs=18, batch=16, lr=2e-3, warmup=1, free_bits=0.1, clip=5.0, seed=0,
+        card_nll=(100, 1000),
+        summary="MLP VAE, 32 latents, a causal colour head (11 neighbours, two discretized Laplaces per channel, "
+                "G and B shifted by the earlier channels); CIFAR-10"),
     "realnvp": dict(
         kind="realnvp", arch=dict(scales=2, hidden=[16, 32, 64], blocks=1, alpha=0.05),
         data="mnist", binarized=False, epochs=12, batch=64, lr=1e-3, seed=0, clip=100.0, curve_every=300,
@@ -76,9 +83,12 @@ ZOO = {
                 "dynamics, Hutchinson trace and the adjoint method in training; 8-bit MNIST, uniform dequantization"),
 }
 # The defaults code smallest among the models that keep the speeds aimed at on one AVX2
-# core: 20,000 images/s binarized, 4,000 8-bit MNIST, 3,000 Fashion-MNIST. Of several,
-# compress takes the one that codes the first images smallest (one per data set).
-DEFAULTS = {"binary": ("hvae-binary",), "8bit": ("vae-8bit-sparse-wide", "vae-fashion")}
+# core: 20,000 images/s binarized, 4,000 8-bit MNIST, 3,000 Fashion-MNIST, 500 CIFAR-10.
+# Of several, compress takes the one that codes a sample of the images smallest (one per
+# data set).
+DEFAULTS = {"binary": ("hvae-binary",), "8bit": ("vae-8bit-sparse-wide", "vae-fashion"), "colour": ("vae-cifar",)}
+SHAPES = {"mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1), "cifar-10": (32, 32, 3)}  # (height, width, channels)
+MODEL_SHAPES = set(SHAPES.values())  # the shapes of image that models code
 
 
 class UnknownModel(BbansError):
@@ -89,14 +99,64 @@ def weights_path(name: str) -> Path:
     return WEIGHTS / f"{name}.pt"
 
 
+def weights_file(name: str) -> Path:
+    """Where the weights of model NAME are: the zoo's, or a model file."""
+    return Path(name[len(FILE_PREFIX):]) if is_file(name) else weights_path(name)
+
+
+# A model trained with `bbans train --data` lives in a file of its own; its name inside a
+# process is FILE_PREFIX + the file's absolute path, and its recipe is in the file.
+FILE_PREFIX = "file:"
+
+
+def from_file(path) -> str:
+    """The name of the model in the file `path` (that bbans.models.train.train wrote of a user's images)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnknownModel(f"no model file {path}")
+    return FILE_PREFIX + str(path.resolve())
+
+
+def model_name(spec: str) -> str:
+    """The name of the model `spec` names: a model of the zoo, or the path of a model file."""
+    if spec in ZOO or is_file(spec):
+        return spec
+    if Path(spec).is_file():
+        return from_file(spec)
+    raise UnknownModel(f"unknown model {spec!r}: neither a model of the zoo ({', '.join(ZOO)}) nor a model file")
+
+
+def is_file(name: str) -> bool:
+    return name.startswith(FILE_PREFIX)
+
+
+@functools.cache
+def _file_recipe(name: str) -> dict:
+    try:
+        saved = torch.load(name[len(FILE_PREFIX):], weights_only=True)
+        return dict(saved["recipe"], shape=tuple(saved["recipe"]["shape"]))
+    except Exception as e:  # not a file of ours
+        raise UnknownModel(f"{name[len(FILE_PREFIX):]} is not a bbans model file ({type(e).__name__})") from None
+
+
+def recipe(name: str) -> dict:
+    """The recipe of model NAME: the zoo's, or the one its file holds."""
+    return _file_recipe(name) if is_file(name) else ZOO[known(name)]
+
+
+def recorded(name: str) -> str:
+    """The model's name as a file records it: a file model's FILE_PREFIX and file name."""
+    return FILE_PREFIX + Path(name).name if is_file(name) else name
+
+
 def card(name: str) -> dict:
-    path = WEIGHTS / f"{name}.json"
+    path = Path(name[len(FILE_PREFIX):]).with_suffix(".json") if is_file(name) else WEIGHTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def kind(name: str) -> str:
-    """"vae", "vqvae", "hvae" (codecs), "realnvp" or "ffjord" (flows)."""
-    return ZOO[name].get("kind", "vae")
+    """"vae", "vqvae", "hvae", "colour" (codecs), "realnvp" or "ffjord" (flows)."""
+    return recipe(name).get("kind", "vae")
 
 
 def is_codec(name: str) -> bool:
@@ -104,10 +164,24 @@ def is_codec(name: str) -> bool:
 
 
 def known(name: str) -> str:
-    """NAME, if the zoo has it."""
-    if name not in ZOO:
+    """NAME, if the zoo has it (or it names a model file)."""
+    if is_file(name):
+        recipe(name)
+    elif name not in ZOO:
         raise UnknownModel(f"unknown model {name!r}; the zoo has: {', '.join(ZOO)}")
     return name
+
+
+def shape(name: str) -> tuple:
+    """The shape of the images model NAME codes: (height, width, channels)."""
+    r = recipe(name)
+    return r["shape"] if "shape" in r else SHAPES[r["data"]]
+
+
+def defaults(shape: tuple, binary: bool) -> tuple:
+    """The default models for images of `shape` (one of MODEL_SHAPES), all of whose values
+    are 0 or 1 or not (`binary`)."""
+    return DEFAULTS["colour"] if shape == SHAPES["cifar-10"] else DEFAULTS["binary" if binary else "8bit"]
 
 
 def trained_on(data: str, binarized: bool) -> list:
@@ -118,7 +192,7 @@ def trained_on(data: str, binarized: bool) -> list:
 @functools.cache
 def load_network(name: str):
     """The trained torch model NAME, loaded once per process."""
-    path = weights_path(known(name))
+    path = weights_file(known(name))
     if not path.exists():
         raise UnknownModel(f"model {name!r} has no weights at {path}; run `bbans train {name}`")
     saved = torch.load(path, weights_only=True)
@@ -139,7 +213,7 @@ def weights_hash(vae: torch.nn.Module) -> str:
 
 @torch.no_grad()
 def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500, seed=0) -> dict:
-    """The model's figures in bits/dim on uint8 images (N, 784): for a VAE, its -ELBO (one
+    """The model's figures in bits/dim on uint8 images (N, dims): for a VAE, its -ELBO (one
     posterior sample per image, every image) and importance-weighted NLL bound
     (nll_samples per image, on nll_images evenly spaced images, or all); for a VQ-VAE,
     its cost -log2 p(z) - log2 p(x|z_q) and the parts of it; for a flow, its NLL
@@ -152,13 +226,14 @@ def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500, seed
         return flow_figures(load_network(name), pixels, seed)
     vae = load_network(name)
     torch.manual_seed(seed)
-    neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, tensors(pixels, batch)))
+    neg_elbo = sum(float((kl - rec).sum()) for rec, kl in map(vae.elbo_terms, tensors(pixels, batch, shape(name))))
     out = dict(neg_elbo_bits_per_dim=neg_elbo / (dims * math.log(2)))
     if nll_samples:
         n = min(nll_images or len(pixels), len(pixels))
         sub = pixels[np.linspace(0, len(pixels) - 1, n).round().astype(int)]
-        nll = -sum(float(vae.iw_log_likelihood(xb, nll_samples, chunk=max(1, 20000 // len(xb))).sum())
-                   for xb in tensors(sub, batch))
+        per_image = int(np.prod(shape(name)))  # the sample batches hold some 16 M pixel values
+        nll = -sum(float(vae.iw_log_likelihood(xb, nll_samples, chunk=max(1, 20000 * 784 // (len(xb) * per_image))).sum())
+                   for xb in tensors(sub, batch, shape(name)))
         out.update(nll_bits_per_dim=nll / (sub.size * math.log(2)), nll_samples=nll_samples, nll_images=n)
     return out
 
@@ -193,10 +268,12 @@ def flow_figures(flow, pixels, seed: int = 0, batch: int = 200, check: int = 100
     return out
 
 
-def tensors(pixels, batch: int):
-    """uint8 images (N, 784) as float32 tensors (B, 28, 28), a batch at a time."""
+def tensors(pixels, batch: int, image_shape=(28, 28, 1)):
+    """uint8 images (N, dims) as float32 tensors (B, height, width), or (B, height, width,
+    channels) for colour, a batch at a time."""
+    dims = image_shape[:2] if image_shape[2] == 1 else image_shape
     for start in range(0, len(pixels), batch):
-        yield torch.from_numpy(np.asarray(pixels[start:start + batch], np.float32).reshape(-1, 28, 28))
+        yield torch.from_numpy(np.asarray(pixels[start:start + batch], np.float32).reshape(-1, *dims))
 
 
 def vq_figures(vq: VQVAE, batches, dims: int) -> dict:

@@ -138,12 +138,12 @@ def test_a_card_gives_each_machine_its_speed():
     assert "31,000 images/s to compress" in text and "kernel torch-int8" in text
 
 
-def test_cifar_10_gets_bbans_without_a_model_and_every_classical_codec_in_colour(data):
+def test_cifar_10_gets_bbans_with_its_model_and_every_classical_codec_in_colour(data):
     r = bench.run("cifar-10", 12)
     assert (r["images"], r["dims"]) == (12, 12 * 32 * 32 * 3)
-    assert list(r["codecs"]) == ["bbans (no model)"] + CLASSICAL_ROWS  # every round trip checked in run
-    bbans_row = r["codecs"]["bbans (no model)"]
-    assert bbans_row["model"] is None and bbans_row["model_bits_per_dim"] is None
+    assert list(r["codecs"]) == ["bbans vae-cifar"] + CLASSICAL_ROWS  # every round trip checked in run
+    bbans_row = r["codecs"]["bbans vae-cifar"]
+    assert bbans_row["model"] == "vae-cifar" and 2 < bbans_row["model_bits_per_dim"] < 5
     classical = [c["bits_per_dim"] for name, c in r["codecs"].items() if name in CLASSICAL_ROWS]
     assert bbans_row["bits_per_dim"] <= min(classical) + 8 * 300 / r["dims"]  # the best of them and bbans's framing
     mosaic = bench.mosaic(bench.test_images("cifar-10", 5))

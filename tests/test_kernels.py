@@ -6,14 +6,15 @@ import itertools
 import pytest
 
 from bbans import api, messages
-from bbans.measure import mnist_test, npy_bytes
+from bbans.cards import test_images
+from bbans.measure import npy_bytes
 from bbans.models import grids, intnet
 from bbans.models.zoo import ZOO, is_codec
 
 
 @pytest.mark.parametrize("model", [m for m in ZOO if is_codec(m)])
 def test_every_kernel_writes_the_same_file_and_reads_the_others(data, model, monkeypatch):
-    images = mnist_test("mnist-binarized" if ZOO[model]["binarized"] else ZOO[model]["data"], 40)
+    images = test_images(model)[:40]
     original = npy_bytes(images)
     setups, files = list(itertools.product(intnet.exact_kernels(), grids.head_methods())), {}
 

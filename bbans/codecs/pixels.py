@@ -13,15 +13,20 @@ class GridTable:
     """fn on the grid low, low + step, ..., high; inputs are clipped and rounded to it."""
 
     def __init__(self, fn, low, high, step=PARAM_GRID):
+        assert np.frexp(step)[0] == 0.5, "the step is a power of two"
         self.low, self.high, self.step = low, high, step
         self.values = fn(low + step * np.arange(round((high - low) / step) + 1))
 
     def index(self, x, dtype=np.intp) -> np.ndarray:
-        """The grid points' indices, computed in float32 for float32 x, else in float64."""
+        """The grid points' indices, computed in float32 for float32 x, else in float64:
+        x / step - low / step, clipped to the grid and rounded (exactly (x - low) / step,
+        the step being a power of two)."""
         x = np.asarray(x)
-        t = np.clip(x, self.low, self.high, dtype=np.float32 if x.dtype == np.float32 else np.float64)  # a new array
-        t -= self.low
-        t /= self.step
+        with np.errstate(over="ignore"):  # huge values go to infinity, then to the grid's end
+            t = np.multiply(x, 1 / self.step, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+        t -= self.low / self.step
+        np.maximum(t, 0, out=t)
+        np.minimum(t, len(self.values) - 1, out=t)
         return np.rint(t, out=t).astype(dtype)
 
     def __call__(self, x):

@@ -1,9 +1,11 @@
 """BB-ANS for sets of 28x28 images with a VAE given as numpy functions.
 
 The model object needs:
-- `likelihood`: "bernoulli" or "laplace_ar", and `latent`: the number of latents;
+- `likelihood`: "bernoulli", "laplace_ar" or "colour", and `latent`: the number of latents;
 - `posterior(x)`: uint8 (B, 784) -> mean, log-sigma (B, latent) of q(z|x);
 - `decode(z)`: (B, latent) -> Bernoulli logits (B, 784), or pixel features (B, 784, F);
+- for "colour" (bbans.codecs.colour), images of `dims` values, `side` and `pixel_head`
+  in place of 784 and `pixel_heads`;
 - for "laplace_ar", `context`: offsets (di, dj) of the pixels each pixel is conditioned
   on, and `pixel_heads(features, context values)`: (F, k, n) and (C, k, n) for k
   pixels of n images -> the nonzero logits (k, n), and a function from flat indices
@@ -29,6 +31,7 @@ from collections import Counter
 
 import numpy as np
 
+from bbans.codecs.colour import colour_ar
 from bbans.codecs.core import Codec, affordable, bernoulli, bits_back, chain, check_used_up, new_message, point
 from bbans.codecs.latents import LatentGrid, LatentTables, StdBuckets
 from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
@@ -64,7 +67,8 @@ class VAECodec:
         self.version = version
         self.buckets = StdBuckets(8) if version < 3 else LatentGrid() if version < 5 else LatentTables()
         self.largest_batch = largest_batch
-        self.fraction = 0.25 if version < 5 else 0.5
+        self.fraction = 0.25 if version < 5 else getattr(model, "batch_fraction", 0.5)
+        self.dims = getattr(model, "dims", PIXELS)
 
     def gaussian(self, mean, log_sigma):
         """The codec of latents' cells under a network's N(mean, exp(log_sigma))."""
@@ -87,6 +91,8 @@ class VAECodec:
         out = self.model.decode(self.buckets.centres[buckets])
         if self.model.likelihood == "bernoulli":
             return self.binary(out)
+        if self.model.likelihood == "colour":
+            return colour_ar(self.model, out, self.model.log_scale_range)
         return laplace_ar(self.model, out)
 
     def image_codec(self, n, bits_back_from_stack=True):
@@ -96,7 +102,7 @@ class VAECodec:
         return bits_back(self.buckets.prior((n, self.model.latent)), self.likelihood, posterior)
 
     def encode(self, images: np.ndarray, costs: Counter = None) -> np.ndarray:
-        """uint8 (N, 784) -> the message as uint32 words. With `costs`, adds to its
+        """uint8 (N, dims) -> the message as uint32 words. With `costs`, adds to its
         "images" and "bits" what the batches after the first cost: the bits they add to
         the message, their -log2 p(x|z) - log2 p(z) + log2 q(z|x) at the coder's z (the
         first batch pops nothing)."""
@@ -110,7 +116,7 @@ class VAECodec:
 
     def decode(self, words: np.ndarray, n: int) -> np.ndarray:
         message = new_message(words)
-        images = np.empty((n, PIXELS), np.uint8)
+        images = np.empty((n, self.dims), np.uint8)
         for start, size in reversed(batch_schedule(n, self.largest_batch, self.fraction)):
             images[start:start + size] = self.image_codec(size, start > 0).pop(message)
         check_used_up(message)
