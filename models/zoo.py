@@ -145,8 +145,9 @@ def recipe(name: str) -> dict:
 
 
 def recorded(name: str) -> str:
-    """The model's name as a file records it: a file model's FILE_PREFIX and file name."""
-    return FILE_PREFIX + Path(name).name if is_file(name) else name
+    """The model's name as a file records it: a file model's FILE_PREFIX and file name (in
+    ASCII, at most 200 characters: it only names the file to ask for)."""
+    return FILE_PREFIX + Path(name).name.encode("ascii", "replace")[:200].decode() if is_file(name) else name
 
 
 def card(name: str) -> dict:

@@ -116,3 +116,11 @@ def test_too_few_images_are_refused(tmp_path):
 def test_a_gpu_asked_for_where_there_is_none_is_refused(tmp_path):
     with pytest.raises(BbansError, match="no CUDA GPU"):
         train("vae-cifar", epochs=1, out=tmp_path / "gpu.pt", images=smooth(40, 32, 32), source="test", device="cuda")
+
+
+def test_a_model_file_of_any_name_is_recorded_in_ascii(model_file, tmp_path):
+    renamed = tmp_path / ("modèle-" + "x" * 240 + ".pt")
+    renamed.write_bytes(model_file.read_bytes())
+    blob, report = api.compress(npy_bytes(smooth(3, 32, 32)), model=str(renamed))
+    assert report["model"].startswith("file:mod?le-xx") and len(report["model"]) == 205
+    assert api.decompress(blob, model=renamed)[0] == npy_bytes(smooth(3, 32, 32))
