@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from bbans import api, messages
-from bbans.cards import test_images
+from bbans import cards
 from bbans.measure import npy_bytes
 from bbans.models import grids, intnet
 from bbans.models.zoo import ZOO, is_codec
@@ -14,7 +14,7 @@ from bbans.models.zoo import ZOO, is_codec
 
 @pytest.mark.parametrize("model", [m for m in ZOO if is_codec(m)])
 def test_every_kernel_writes_the_same_file_and_reads_the_others(data, model, monkeypatch):
-    images = test_images(model)[:40]
+    images = cards.test_images(model)[:40]
     original = npy_bytes(images)
     setups, files = list(itertools.product(intnet.exact_kernels(), grids.head_methods())), {}
 
