@@ -1,7 +1,9 @@
 """Compress and decompress whole files: 28x28 grey and 32x32 RGB images go to a model of
 the zoo (a VAE with bits-back, or a VQ-VAE) chunk by chunk, each chunk to a classical codec instead
-where that is smaller (bbans.classical); images of other shapes to the classical codecs,
-chunk by chunk; anything else to xz; what nothing shrinks is stored as it is."""
+where that is smaller (bbans.classical); grey and RGB images of other sizes the same way, in
+the model's tiles (bbans.tiles), large ones in bands of rows (bbans.chunks); images with
+alpha to the classical codecs, chunk by chunk; anything else to xz; what nothing shrinks
+is stored as it is."""
 import functools
 import hashlib
 import io
@@ -21,7 +23,8 @@ from bbans.models import zoo
 COMPARE_LIMIT = 1 << 20
 PROBE_IMAGES = 64  # the default model for a data set is the one that codes these images smallest, evenly spaced
 FAR = 1.5  # a model's rate on an input this many times its test-set rate is warned of
-MODEL_ONLY = "applies to files of 28x28 grey or 32x32 RGB images (npy, idx, PGM, PNG, PPM)"
+MODEL_ONLY = "applies to files of images (npy, idx, PGM, PNG, PPM)"
+PROBE_SIDE = 112  # of the top-left crop of an image of another size that the defaults are tried on
 SIZE = struct.Struct(">Q")  # of a PNG file, where its checksum covers it
 
 
@@ -52,24 +55,37 @@ def _scan(data, images: formats.Images):
     return binary, sha.digest()
 
 
-def pick_model(binary: bool, name=None, sample=None, shape=formats.MODEL_SHAPE) -> str:
+def pick_model(binary: bool, name=None, sample=None, shape=formats.MODEL_SHAPE):
     """The model for images of `shape` whose values are all 0 or 1 (`binary`) or not:
-    `name`, or of the default models for such images (one per data set) the one that
-    codes `sample`, images from the file, smallest."""
+    `name`, or of the default models for such images (one per data set; None where there
+    are none) the one that codes `sample()`, (images (n, dims), their shape) from the
+    file, smallest."""
     if name is None:
         defaults = zoo.defaults(shape, binary)
-        return min(defaults, key=lambda d: len(messages.encode(d, sample))) if len(defaults) > 1 else defaults[0]
-    if zoo.shape(zoo.known(name)) != shape:
-        raise BbansError(f"model {name} codes images of {_shape_text(zoo.shape(name))}, and these are "
-                         f"{_shape_text(shape)}")
+        if len(defaults) < 2:
+            return defaults[0] if defaults else None
+        pixels, sample_shape = sample()
+        return min(defaults, key=lambda d: len(messages.encode(d, pixels, shape=sample_shape)))
+    if not zoo.codes(zoo.known(name), shape):
+        tiled = " (or of any size with its channels)" if zoo.kind(name) in zoo.TILED else ""
+        raise BbansError(f"model {name} codes images of {zoo.shape_text(zoo.shape(name))}{tiled}, and these are "
+                         f"{zoo.shape_text(shape)}")
     if zoo.recipe(name)["binarized"] and not binary:
         raise BbansError(f"model {name} codes binary images, and this input has values above 1")
     return name
 
 
-def _shape_text(shape) -> str:
-    """(28, 28, 1) -> "28x28 grey", (32, 32, 3) -> "32x32x3"."""
-    return f"{shape[0]}x{shape[1]}" + (" grey" if shape[2] == 1 else f"x{shape[2]}")
+def _probe(images: formats.Images):
+    """(pixels, shape) of a sample of the images that the default models are tried on:
+    PROBE_IMAGES of them, evenly spaced, or of another size than the models' the top-left
+    crop of the first, up to PROBE_SIDE square."""
+    n = len(images.pixels)
+    if images.shape in zoo.MODEL_SHAPES:
+        return images.pixels[np.linspace(0, n - 1, min(n, PROBE_IMAGES)).astype(int)], images.shape
+    height, width, channels = images.shape
+    crop = (min(height, PROBE_SIDE), min(width, PROBE_SIDE), channels)
+    first = np.asarray(images.pixels[0]).reshape(images.shape)[:crop[0], :crop[1]]
+    return first.reshape(1, -1), crop
 
 
 def _bytes_box(method: str, data, payload: bytes) -> Container:
@@ -106,39 +122,46 @@ def _encode_job(job):
     or a classical codec's where that is smaller (bbans.classical)."""
     name, pixels, shape = job
     costs = Counter()
-    return *classical.choose(pixels, shape, messages.encode(name, pixels, costs=costs) if name else None), costs
+    return *classical.choose(pixels, shape, messages.encode(name, pixels, costs=costs, shape=shape) if name else None), \
+        costs
 
 
-def _chunked(data, images: formats.Images, sha: bytes, name, chunk_images: int, workers: chunks.Workers, progress):
-    """The container of images coded chunk by chunk with model `name` (None: with the
-    classical codecs alone), its coding time and figures."""
-    if name:
-        _, weights_hash = messages.load(name)
-        method, mark = messages.METHODS[zoo.kind(name)], messages.fingerprint(name)
-        model_hash = bytes.fromhex(weights_hash)[:16]
-    else:
-        method, model_hash = "pixels", b""
-        mark = container.method_fingerprint(method, container.VERSION)
+def _header(name):
+    """(method, fingerprint, model hash) of a container of images coded by model `name`,
+    or by the classical codecs alone (None)."""
+    if name is None:
+        return "pixels", container.method_fingerprint("pixels", container.VERSION), b""
+    return messages.METHODS[zoo.kind(name)], messages.fingerprint(name), bytes.fromhex(messages.load(name)[1])[:16]
+
+
+def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: chunks.Workers, progress):
+    """The container of images coded chunk by chunk (chunks.Piece each) with model `name`
+    (None: with the classical codecs alone), its coding time and figures."""
     n, image_bytes = len(images.pixels), images.pixels.shape[1]
     workers.ready()
     start = time.perf_counter()
     sent = []  # (images, SHA-256 of the pixels) of each chunk, as it goes to be coded
 
     def jobs():
-        for block in _blocks(data, images, chunk_images):
-            pixels = np.array(block)  # a copy, so that the input's pages can go
-            sent.append((len(pixels), chunks.pixel_sha(pixels)))
-            yield name, pixels, images.shape
+        for piece in pieces:
+            pixels = np.array(piece.pixels(images.pixels, images.shape))  # a copy, so that the input's pages can go
+            start = images.offset + piece.first * image_bytes + piece.top * image_bytes // images.shape[0]
+            files.release(data, start, start + pixels.size)
+            sent.append((len(pixels), chunks.pixel_sha(pixels), pixels.size))
+            yield name, pixels, piece.shape(images.shape)
 
     parts, done, bits, costs, used = [], 0, 0, Counter(), Counter()
     for codec, message, cost in workers.map(_encode_job, jobs()):
-        count, pixel_sha = sent[len(parts)]
+        count, pixel_sha, size = sent[len(parts)]
         parts.append(chunks.Chunk(count, message, pixel_sha, codec))
-        done, bits = done + count, bits + 8 * len(message)
+        done, bits = done + size, bits + 8 * len(message)
         costs.update(cost)
         used[classical.name(codec, name)] += 1
-        progress(done, n, bits, done * image_bytes)
+        progress(done // image_bytes, n, bits, done)
     seconds = time.perf_counter() - start
+    if name and images.shape not in zoo.MODEL_SHAPES and all(c.codec for c in parts):
+        name = None  # the classical codecs took every chunk: a file that decodes without the model
+    method, mark, model_hash = _header(name)
     figures = messages.coder_figures(name, costs, images.pixels.size) if name else {}
     return Container(method, images.layout, len(data), sha, n, zoo.recorded(name) if name else "", model_hash, mark,
                      images.meta,
@@ -176,27 +199,25 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     NLL bound with that many samples on `nll_images` of them, default all; a VQ-VAE's
     cost and its parts), which takes several times as long as the coding. Images are coded
     in independent chunks of `chunk_images`, by `workers` processes or on the Dask
-    `scheduler` (tcp://host:port); the file does not depend on either. Images of other
-    shapes are coded with the classical codecs alone, chunk by chunk. `chunk_images`
-    None: chunks of 7.8 MB of pixels (10,000 28x28 images). After each chunk
-    `progress(images done, images, bits so far, pixels done)` is called."""
+    `scheduler` (tcp://host:port); the file does not depend on either. Grey and RGB images
+    of other sizes go to the models in their tiles, images with alpha to the classical
+    codecs alone. `chunk_images` None: chunks of 7.8 MB of pixels (10,000 28x28 images),
+    an image larger than that in bands of rows. After each chunk `progress(images done,
+    images, bits so far, pixels done)` is called."""
     if chunk_images is not None and chunk_images < 1:
         raise BbansError("the chunk size must be at least one image")
     model = zoo.model_name(model) if model else None
     images = formats.parse(data)
-    modelled = images is not None and images.shape in zoo.MODEL_SHAPES
-    if model and not modelled:
+    if model and images is None:
         raise BbansError(f"--model {MODEL_ONLY}; this is not one")
     candidates, name, count = [], None, 0
     if images is not None:
         binary, sha = _scan(data, images)
-        n = len(images.pixels)
-        probe = images.pixels[np.linspace(0, n - 1, min(n, PROBE_IMAGES)).astype(int)]
-        name = pick_model(binary, model, probe, images.shape) if modelled else None
-        chunk_images = chunks.chunk_images(chunk_images, images.pixels.shape[1])
-        count = len(chunks.bounds(len(images.pixels), chunk_images))
+        name = pick_model(binary, model, lambda: _probe(images), images.shape)
+        pieces = chunks.plan(len(images.pixels), images.shape, chunk_images)
+        count = len(pieces)
         with chunks.Workers(workers, scheduler, count, functools.partial(messages.load, name) if name else None) as pool:
-            candidates.append(_chunked(data, images, sha, name, chunk_images, pool, progress))
+            candidates.append(_chunked(data, images, sha, name, pieces, pool, progress))
     if images is None or (not model and len(data) <= COMPARE_LIMIT):
         candidates += filter(None, (_as_bytes(method, data) for method in ("xz", "jpeg-recoded")))
     blob, box, seconds, coded = min(((c.to_bytes(), c, s, f) for c, s, f in candidates), key=lambda e: len(e[0]))
@@ -270,8 +291,8 @@ def _write_images(box: Container, decoded, out) -> bytes:
     """Writes the file of the decoded chunks' pixels; the SHA-256 of the header bytes and
     the pixels, as compress took it."""
     hashed = _image_hash(box.layout, box.size, box.meta, box.version)
-    if box.layout == "png":
-        pixels = np.concatenate(list(decoded))
+    if box.layout == "png":  # the chunks' pixels are whole images, or bands of them
+        pixels = np.concatenate([p.reshape(-1) for p in decoded]).reshape(box.images, -1)
         hashed.update(pixels)
         out.write(formats.restore("png", box.meta, pixels))
     else:
@@ -299,26 +320,35 @@ def _check_images(box: Container, resolved: bool = True):
     if count != box.images or (box.layout != "png" and len(box.meta) + count * image_bytes != box.size) \
             or (shape == formats.MODEL_SHAPE and box.images > 64 * (len(box.payload) + 1)):
         raise BbansError("corrupt header (image count does not match the sizes)")
-    # Every model codes the shape of its data set; "pixels" has no model, and never took 28x28 grey
+    # Every model codes the shape of its data set, and from format version 8 on those of
+    # TILED kinds any size with its channels; "pixels" has no model, and never took 28x28 grey
     # images (32x32 RGB ones it took before vae-cifar).
+    fits = not box.model or not resolved or (zoo.codes(zoo.known(box.model), shape) if box.version >= 8
+                                             else tuple(zoo.shape(zoo.known(box.model))) == shape)
     if (box.method == "pixels" and (box.model or shape == formats.MODEL_SHAPE)) \
-            or (box.method != "pixels" and (not box.model or resolved and zoo.shape(zoo.known(box.model)) != shape)):
+            or (box.method != "pixels" and (not box.model or not fits)):
         raise BbansError(f"corrupt header (method {box.method} with images of {'x'.join(map(str, shape))})")
     return shape
 
 
 def _chunks(box: Container, shape):
-    """The chunks of a container of images of `shape`; a version 1 file holds one message
-    and no table (its whole-file checksum stands for the chunk's)."""
+    """[(chunk, its chunks.Piece)] of a container of images of `shape`; a version 1 file
+    holds one message and no table (its whole-file checksum stands for the chunk's)."""
     if box.version == 1:
-        return [chunks.Chunk(box.images, box.payload, b"")]
+        return [(chunks.Chunk(box.images, box.payload, b""), chunks.Piece(0, box.images, 0, shape[0]))]
     parts = chunks.unpack(box.payload, box.images, box.version)
     if any(c.codec and c.codec not in classical.CODECS for c in parts):
         raise BbansError("corrupt chunk table (unknown codec)")
     most = chunks.chunk_images(None, int(np.prod(shape)))
     if not box.model and any(c.codec == 0 or c.images > most for c in parts):
         raise BbansError("corrupt chunk table (a chunk of no codec, or too large)")
-    return parts
+    bands = len(parts) // box.images if len(parts) > box.images else 1
+    if chunks.band_rows(shape[0], bands) is None:
+        raise BbansError("corrupt chunk table (its count of bands does not fit the images)")
+    if bands > 1:
+        return list(zip(parts, chunks.pieces(box.images, shape, bands)))
+    starts = np.cumsum([0] + [c.images for c in parts])
+    return [(c, chunks.Piece(int(first), c.images, 0, shape[0])) for c, first in zip(parts, starts)]
 
 
 def _dims(box: Container) -> int:
@@ -329,19 +359,20 @@ def _dims(box: Container) -> int:
 def _decoded_chunks(box: Container, parts, shape, workers: chunks.Workers, progress):
     """The pixels of each chunk in order, each checked against its checksum where it
     was decoded."""
-    jobs = ((box.method, box.model, c.codec, c.payload, c.images, shape, box.version, c.sha256,
-             f"chunk {i + 1} of {len(parts)}") for i, c in enumerate(parts))
+    jobs = ((box.method, box.model, c.codec, c.payload, c.images, piece.shape(shape), box.version, c.sha256,
+             f"chunk {i + 1} of {len(parts)}") for i, (c, piece) in enumerate(parts))
     done, bits, image_bytes = 0, 0, int(np.prod(shape))
-    for part, pixels in zip(parts, workers.map(_decode_job, jobs)):
-        done, bits = done + part.images, bits + 8 * len(part.payload)
-        progress(done, box.images, bits, done * image_bytes)
+    for (part, _), pixels in zip(parts, workers.map(_decode_job, jobs)):
+        done, bits = done + pixels.size, bits + 8 * len(part.payload)
+        progress(done // image_bytes, box.images, bits, done)
         yield pixels
 
 
 def _decode_job(job) -> np.ndarray:
     """The pixels of one chunk, checked against its checksum (none in version 1 files)."""
     method, name, codec, payload, n, shape, version, sha, where = job
-    pixels = classical.decode(codec, payload, n, shape) if codec else messages.decode(method, name, payload, n, version)
+    pixels = classical.decode(codec, payload, n, shape) if codec else messages.decode(method, name, payload, n, version,
+                                                                                     shape)
     if sha and chunks.pixel_sha(pixels) != sha:
         raise BbansError(f"checksum mismatch in {where}: the file is corrupt; nothing written")
     return pixels
@@ -351,7 +382,7 @@ def info(blob: bytes) -> dict:
     box = container.read(blob)
     shape = None if box.method in container.BYTE_METHODS else _check_images(box, not zoo.is_file(box.model))
     dims = _dims(box)
-    parts = _chunks(box, shape) if shape else []
+    parts = [c for c, _ in _chunks(box, shape)] if shape else []
     split = {}
     if box.method == "bbans-vq" and all(len(c.payload) >= messages.LATENT_BITS.size and not c.codec for c in parts):
         latent_bits = sum(messages.LATENT_BITS.unpack_from(c.payload)[0] for c in parts)

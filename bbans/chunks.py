@@ -1,6 +1,9 @@
 """Chunks: a model's payload is a table, then independent messages of up to
 CHUNK_IMAGES images each, which can be coded and decoded in any order, by several
-processes or on a Dask cluster. All integers big-endian.
+processes or on a Dask cluster. An image larger than CHUNK_BYTES goes in bands of rows
+instead, a chunk each (from format version 8 on): the table then holds more chunks than
+the file has images, the same number for each, each of one "image", its band. All
+integers big-endian.
 
     count        u32      number of chunks
     per chunk    u32 images, u64: the codec (top 8 bits, from format version 6 on; 0 =
@@ -58,6 +61,62 @@ def bounds(n: int, size: int):
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+BAND_STEP = 224  # rows; a multiple of the models' tile sides, 28 and 32 (bbans.tiles)
+
+
+def bands(shape) -> int:
+    """The bands compress cuts each image of `shape` (height, width, channels) into: one
+    where it fits in CHUNK_BYTES, else as many of a multiple of BAND_STEP rows (one such
+    at least) as keep each within CHUNK_BYTES."""
+    height, width, channels = shape
+    if height * width * channels <= CHUNK_BYTES:
+        return 1
+    return -(-height // (BAND_STEP * max(1, CHUNK_BYTES // (BAND_STEP * width * channels))))
+
+
+def band_rows(height: int, count: int):
+    """The rows of each band but the last of an image `height` rows high in `count` bands:
+    the fewest multiple of BAND_STEP that makes that many (so that a decoder finds them
+    from the count); None where none does."""
+    if count == 1:
+        return height
+    rows = BAND_STEP * -(-height // (BAND_STEP * count))
+    return rows if -(-height // rows) == count else None
+
+
+@dataclass
+class Piece:
+    """The pixels of a chunk: `images` images from `first`, rows `top` to `top + rows` of
+    each (all of them, or a band of one image)."""
+    first: int
+    images: int
+    top: int
+    rows: int
+
+    def shape(self, shape) -> tuple:
+        return (self.rows, *shape[1:])
+
+    def pixels(self, pixels: np.ndarray, shape) -> np.ndarray:
+        """This piece of images (N, h w c)."""
+        row = int(np.prod(shape[1:]))
+        return pixels[self.first:self.first + self.images, self.top * row:(self.top + self.rows) * row]
+
+
+def plan(n: int, shape, requested=None) -> list:
+    """The Piece of each chunk of n images of `shape`: `requested` at a time (default: as
+    chunk_images gives), or in bands where one is larger than a chunk."""
+    return pieces(n, shape, bands(shape), chunk_images(requested, int(np.prod(shape))))
+
+
+def pieces(n: int, shape, count: int, chunk: int = None) -> list:
+    """The Piece of each chunk of n images of `shape`: in `count` bands each (bands), or
+    where count is 1 `chunk` images at a time."""
+    if count == 1:
+        return [Piece(a, b - a, 0, shape[0]) for a, b in bounds(n, chunk)]
+    rows = band_rows(shape[0], count)
+    return [Piece(i, 1, top, min(rows, shape[0] - top)) for i in range(n) for top in range(0, shape[0], rows)]
+
+
 def pixel_sha(pixels: np.ndarray) -> bytes:
     return hashlib.sha256(np.ascontiguousarray(pixels, np.uint8)).digest()
 
@@ -68,19 +127,21 @@ def pack(chunks) -> bytes:
 
 
 def unpack(payload: bytes, images: int, version: int):
-    """The chunks of a payload that must hold `images` images in all; files before format
-    version 6 have no codecs (their sizes' top bits are zero)."""
+    """The chunks of a payload that must hold `images` images in all, or from format
+    version 8 on the same number of bands of each (chunks of one image each); files
+    before version 6 have no codecs (their sizes' top bits are zero)."""
     if len(payload) < COUNT.size:
         raise BbansError("truncated payload (no chunk table)")
     count, = COUNT.unpack_from(payload)
     start = COUNT.size + count * ENTRY.size
-    if count == 0 or count > images or start > len(payload):
+    banded = version >= 8 and images and count > images and count % images == 0
+    if count == 0 or (count > images and not banded) or start > len(payload):
         raise BbansError("corrupt or truncated chunk table")
     entries = [(n, size & ((1 << SIZE_BITS) - 1), size >> SIZE_BITS, sha)
                for n, size, sha in (ENTRY.unpack_from(payload, COUNT.size + i * ENTRY.size) for i in range(count))]
     if version < 6 and any(e[2] for e in entries):
         raise BbansError("corrupt chunk table (its sizes do not add up)")
-    if sum(e[0] for e in entries) != images or min(e[0] for e in entries) == 0 \
+    if sum(e[0] for e in entries) != (count if banded else images) or min(e[0] for e in entries) == 0 \
             or start + sum(e[1] for e in entries) != len(payload):
         raise BbansError("corrupt chunk table (its counts or sizes do not add up)")
     chunks = []

@@ -8,7 +8,8 @@ from collections import Counter
 
 import numpy as np
 
-from bbans import container, formats
+from bbans import container, formats, tiles
+from bbans.codecs.core import check_used_up, new_message
 from bbans.codecs.vae import BitSwapCodec, VAECodec
 from bbans.codecs.vq import VQCodec
 from bbans.container import Container
@@ -25,8 +26,9 @@ def load(name: str, version: int = container.VERSION):
     return zoo.load(name, integer=version >= 4)
 
 
-def _vae_codec(method: str, model, version: int) -> VAECodec:
-    return BitSwapCodec(model, version=version) if method == "bbans-bitswap" else VAECodec(model, version=version)
+def _vae_codec(method: str, model, version: int, valid=None) -> VAECodec:
+    codec = BitSwapCodec if method == "bbans-bitswap" else VAECodec
+    return codec(model, version=version, valid=valid)
 
 
 def probe(binary: bool, shape=formats.MODEL_SHAPE) -> np.ndarray:
@@ -48,17 +50,26 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
     return hashlib.sha256(prefix + encode(name, x, version)).digest()[:16]
 
 
-def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None) -> bytes:
+def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None,
+           shape=None) -> bytes:
     """The payload for images (N, dims) coded with model NAME of the zoo, as format
-    `version` codes them (earlier ones only to check a file's fingerprint). With `costs`,
-    adds to it what the coding cost, as coder_figures takes it."""
+    `version` codes them (earlier ones only to check a file's fingerprint): images of the
+    model's shape, or of another `shape` in its tiles (bbans.tiles, one message). With
+    `costs`, adds to it what the coding cost, as coder_figures takes it."""
     model, _ = load(name, version)
+    method, side = METHODS[zoo.kind(name)], zoo.shape(name)[0]
+    if shape is not None and tuple(shape) != zoo.shape(name):
+        message, before = new_message(), 0
+        for filled, part in tiles.cut(pixels, shape, side):
+            _vae_codec(method, model, version, filled).push_images(message, part, before, costs)
+            before += len(part)
+        return message.get_compressed().astype("<u4").tobytes()
     if zoo.kind(name) == "vqvae":
         words, latent_bits = VQCodec(model).encode(pixels)
         if costs is not None:
             costs.update(latent_bits=latent_bits, bits=32 * len(words))
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    return _vae_codec(METHODS[zoo.kind(name)], model, version).encode(pixels, costs).astype("<u4").tobytes()
+    return _vae_codec(method, model, version).encode(pixels, costs).astype("<u4").tobytes()
 
 
 def coder_figures(name: str, costs: Counter, dims: int) -> dict:
@@ -71,8 +82,7 @@ def coder_figures(name: str, costs: Counter, dims: int) -> dict:
         out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
                    pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
     elif costs["images"]:
-        per_image = int(np.prod(zoo.shape(name)))
-        out = dict(neg_elbo_bits_per_dim=costs["bits"] / (costs["images"] * per_image), elbo_images=costs["images"])
+        out = dict(neg_elbo_bits_per_dim=costs["bits"] / costs["dims"], elbo_images=costs["images"])
     else:
         out = {}
     tested = zoo.card(name)
@@ -80,8 +90,11 @@ def coder_figures(name: str, costs: Counter, dims: int) -> dict:
                                                                 "test_nll_bits_per_dim") if k in tested})
 
 
-def decode(method: str, name: str, payload: bytes, n: int, version: int) -> np.ndarray:
+def decode(method: str, name: str, payload: bytes, n: int, version: int, shape=None) -> np.ndarray:
+    """The n images of a payload that encode made, of `shape` (default the model's)."""
     model, _ = load(name, version)
+    if shape is not None and tuple(shape) != zoo.shape(name):
+        return _decode_words(functools.partial(_untiled, method, model, version, shape, zoo.shape(name)[0]), payload, n)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:
@@ -90,6 +103,18 @@ def decode(method: str, name: str, payload: bytes, n: int, version: int) -> np.n
     if latent_bits != LATENT_BITS.unpack_from(payload)[0]:
         raise BbansError("corrupt payload (the bit count of the codes does not match)")
     return images
+
+
+def _untiled(method: str, model, version: int, shape, side: int, words: np.ndarray, n: int) -> np.ndarray:
+    """The n images of `shape` whose tiles a message holds, as encode pushed them."""
+    message, groups = new_message(words), tiles.groups(shape, side)
+    sizes = [n * rows * cols for _, (_, rows), (_, cols) in groups]
+    parts, before = [], sum(sizes)
+    for (filled, _, _), size in zip(reversed(groups), reversed(sizes)):
+        before -= size
+        parts.append(_vae_codec(method, model, version, filled).pop_images(message, size, before))
+    check_used_up(message)
+    return tiles.paste(parts[::-1], n, shape, side)
 
 
 def _decode_words(decode, payload: bytes, n: int):

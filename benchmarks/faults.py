@@ -27,13 +27,17 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood, a zero
-    head and the colour model among them), the VQ-VAE, a file of a model chunk and a classical one,
-    colour images no model codes (npy in two chunks, PNG, PPM), a recoded JPEG, xz,
-    stored, and a folder of two of them."""
+    head and the colour model among them, the last also in tiles), the VQ-VAE, a file of a
+    model chunk and a classical one, an image in bands, colour images no model codes (npy
+    in two chunks, PNG, PPM), a recoded JPEG, xz, stored, and a folder of two of them."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
                           ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
-    files["vae-cifar"] = api.compress(npy_bytes(load_images("cifar-10", "test")[:2]), model="vae-cifar")[0]
+    cifar = load_images("cifar-10", "test")[:4]
+    files["vae-cifar"] = api.compress(npy_bytes(cifar[:2]), model="vae-cifar")[0]
+    crop = np.concatenate([np.concatenate(cifar[:2], 1), np.concatenate(cifar[2:], 1)])[:40, :45]
+    files["vae-cifar tiles"] = api.compress(npy_bytes(np.stack([crop, crop[::-1, ::-1]])), model="vae-cifar")[0]
+    files["bands"] = banded_file(b"P5 28 500 255\n" + mnist_test("mnist", 18).tobytes()[:500 * 28], "vae-8bit")
     files["mixed chunks"] = api.compress(npy_bytes(np.concatenate([mnist_test("mnist", 3), np.zeros((3, 28, 28), np.uint8)])),
                                          model="vae-8bit", chunk_images=3)[0]  # a model chunk and a classical one
     colour = (np.arange(6 * 4 * 5 * 3) * 37 % 251).astype(np.uint8).reshape(6, 4, 5, 3)
@@ -53,7 +57,21 @@ def pixels_file(data: bytes, chunk_images: int = 1) -> bytes:
     """The file of images no model codes, with the classical codecs alone (bbans keeps so
     small a file as xz or stored, which are smaller)."""
     images = formats.parse(data)
-    box = api._chunked(data, images, api._scan(data, images)[1], None, chunk_images, chunks.Workers(), api.no_progress)[0]
+    box = api._chunked(data, images, api._scan(data, images)[1], None, chunks.plan(len(images.pixels), images.shape, chunk_images), chunks.Workers(),
+                       api.no_progress)[0]
+    return box.to_bytes()
+
+
+def banded_file(data: bytes, name: str) -> bytes:
+    """The file of an image coded by model `name` (or the classical codecs, chunk by chunk)
+    in bands of chunks.BAND_STEP rows, however small it is."""
+    images = formats.parse(data)
+    saved, chunks.CHUNK_BYTES = chunks.CHUNK_BYTES, chunks.BAND_STEP * images.pixels.shape[1] // images.shape[0]
+    try:
+        box = api._chunked(data, images, api._scan(data, images)[1], name, chunks.plan(len(images.pixels), images.shape), chunks.Workers(),
+                           api.no_progress)[0]
+    finally:
+        chunks.CHUNK_BYTES = saved
     return box.to_bytes()
 
 

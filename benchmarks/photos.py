@@ -1,10 +1,10 @@
 """bbans against JPEG-XL, WebP and PNG on a folder of photos, per photo and in total.
 
-python -m benchmarks.photos [FOLDER] [--json PATH]: every PNG, PPM or npy image in FOLDER
-(default: scikit-image's bundled lossless RGB and RGBA samples, `pip install
-'bbans[photos]'`), coded by `bbans compress` (the whole file counted) and by each classical
-codec on its pixels at its highest effort: JPEG-XL lossless effort 9, WebP lossless method 6
-(RGB and RGBA), PNG level 9. Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
+python -m benchmarks.photos [FOLDER] [--cifar-mosaics] [--json PATH]: every PNG, PPM or npy
+image in FOLDER (default: scikit-image's bundled lossless RGB and RGBA samples, `pip install
+'bbans[photos]'`), and with --cifar-mosaics three mosaics of CIFAR-10 test images, coded by
+`bbans compress` (the whole file counted) and by each classical codec on its pixels at its
+highest effort: JPEG-XL lossless effort 9, WebP lossless method 6 (RGB and RGBA), PNG level 9. Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
 on one core; exits 1 if any photo came out larger than JPEG-XL's stream.
 """
 import argparse
@@ -44,6 +44,22 @@ def photos(folder: Path, colour_only: bool):
             continue
         h, w, c = images.shape
         yield path.name, path.read_bytes(), np.asarray(images.pixels).reshape(h, w, c).squeeze(-1 if c == 1 else ())
+
+
+def cifar_mosaics():
+    """(name, PNG bytes, pixels) of mosaics of CIFAR-10 test images (evenly spaced, from
+    BBANS_DATA): 10x10 of them, a 301x317 crop of it (edge tiles), and 32x32 (1 megapixel)."""
+    from bbans.models.data import load_images
+    test = load_images("cifar-10", "test")
+
+    def mosaic(side):
+        picked = test[np.linspace(0, len(test) - 1, side * side).astype(int)]
+        return picked.reshape(side, side, 32, 32, 3).transpose(0, 2, 1, 3, 4).reshape(32 * side, 32 * side, 3)
+
+    ten = mosaic(10)
+    for name, pixels in [("cifar 10x10", ten), ("cifar 10x10 crop", ten[:301, :317]), ("cifar 32x32", mosaic(32))]:
+        pixels = np.ascontiguousarray(pixels)
+        yield name, imagecodecs.png_encode(pixels), pixels
 
 
 def row(name: str, data: bytes, pixels: np.ndarray) -> dict:
@@ -88,9 +104,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.photos", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, help="a folder of photos (default scikit-image's samples)")
     parser.add_argument("--json", type=Path, help="write the rows to this file as JSON")
+    parser.add_argument("--cifar-mosaics", action="store_true", help="and mosaics of CIFAR-10 test images (BBANS_DATA)")
     args = parser.parse_args(argv)
     chunks.one_thread()
     rows = [row(*photo) for photo in photos(args.folder or default_folder(), colour_only=args.folder is None)]
+    rows += [row(*mosaic) for mosaic in (cifar_mosaics() if args.cifar_mosaics else ())]
     if not rows:
         sys.exit(f"no single-image PNG, PPM or npy files in {args.folder}")
     print(table(rows))

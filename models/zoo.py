@@ -24,6 +24,7 @@ RECIPE_8BIT = dict(binarized=False, batch=128, lr=1e-3, warmup=5, seed=0)
 ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "colour": ColourVAE, "realnvp": RealNVP, "ffjord": FFJORD}
 EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE, "colour": ExactColourVAE}
 INTEGER = ("vae", "hvae", "colour")  # kinds whose MLPs can run on integers
+TILED = ("vae", "hvae", "colour")  # kinds that code images of any size in tiles of their shape (bbans.tiles)
 ZOO = {
     "vae-binary": dict(
         arch=dict(likelihood="bernoulli", hidden=512, latent=40),
@@ -179,10 +180,24 @@ def shape(name: str) -> tuple:
     return r["shape"] if "shape" in r else SHAPES[r["data"]]
 
 
+def shape_text(shape) -> str:
+    """(28, 28, 1) -> "28x28 grey", (32, 32, 3) -> "32x32x3"."""
+    return f"{shape[0]}x{shape[1]}" + (" grey" if shape[2] == 1 else f"x{shape[2]}")
+
+
+def codes(name: str, image_shape) -> bool:
+    """Whether model NAME codes images of `image_shape`: those of its own shape, and for the
+    kinds of TILED those of any size with its channels, in its tiles."""
+    own = tuple(shape(name))
+    return tuple(image_shape) == own or (kind(name) in TILED and image_shape[2] == own[2])
+
+
 def defaults(shape: tuple, binary: bool) -> tuple:
-    """The default models for images of `shape` (one of MODEL_SHAPES), all of whose values
-    are 0 or 1 or not (`binary`)."""
-    return DEFAULTS["colour"] if shape == SHAPES["cifar-10"] else DEFAULTS["binary" if binary else "8bit"]
+    """The default models for images of `shape`, all of whose values are 0 or 1 or not
+    (`binary`): those of its data sets' shape (MODEL_SHAPES), or, for another size, those
+    of the data sets with its channels that code it in tiles; none for other channels."""
+    found = DEFAULTS["colour"] if shape[2] == 3 else DEFAULTS["binary" if binary else "8bit"] if shape[2] == 1 else ()
+    return tuple(name for name in found if codes(name, shape))
 
 
 def trained_on(data: str, binarized: bool) -> list:

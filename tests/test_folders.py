@@ -77,7 +77,7 @@ def test_the_command_line_compresses_verifies_and_restores_a_folder(folder, tmp_
 
 
 def test_an_error_names_the_file_it_comes_from(folder):
-    with pytest.raises(BbansError, match="colour.npy: --model applies to"):  # the first file, of 9x7 colour images
+    with pytest.raises(BbansError, match="colour.npy: model vae-8bit codes images of 28x28 grey"):  # of 9x7 colour images
         bbans.compress_file(folder, model="vae-8bit")
 
 

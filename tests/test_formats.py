@@ -92,7 +92,7 @@ def test_container_round_trip_and_errors():
                               b"payload")
     blob = box.to_bytes()
     assert container.read(blob) == box
-    for bad, message in [(b"XBANS" + blob[5:], "not a .bbans"), (blob[:5] + b"\x08" + blob[6:], "version 8"),
+    for bad, message in [(b"XBANS" + blob[5:], "not a .bbans"), (blob[:5] + b"\x09" + blob[6:], "version 9"),
                          (blob[:40], "too short"), (blob[:len(blob) - len(box.payload) - 1], "truncated")]:
         with pytest.raises(container.FormatError, match=message):
             container.read(bad)

@@ -82,20 +82,26 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
     return bits_back(categorical(FIRST[logit_at]), likelihood, posterior)
 
 
-def lines(side: int) -> list:
-    """The flat indices of the pixels of each line 2i + j = t of a side x side image."""
+def lines(side: int, valid=None) -> list:
+    """The flat indices of the pixels of each line 2i + j = t of a side x side image, or
+    of its top-left `valid` (height, width) alone (a tile at an image's edge: the rest is
+    padding, never coded; a part one pixel wide has no odd lines)."""
+    height, width = valid or (side, side)
     rows, cols = np.divmod(np.arange(side * side), side)
-    order = 2 * rows + cols
-    return [np.flatnonzero(order == t) for t in range(3 * side - 2)]
+    order = np.where((rows < height) & (cols < width), 2 * rows + cols, -1)
+    return [idx for idx in (np.flatnonzero(order == t) for t in range(2 * height + width - 2)) if len(idx)]
 
 
-def colour_ar(model, features: np.ndarray, log_scale_range) -> Codec:
+def colour_ar(model, features: np.ndarray, log_scale_range, valid=None) -> Codec:
     """Images (n, side² 3) uint8 given their pixel features (n, side², F): see the module.
-    The heads see pixel-major columns (a pixel's values for all n images side by side, so
+    With `valid` (height, width), only that top-left part of each image is coded, its
+    neighbourhoods cut off as at the image's edge, and the rest decodes as zeros. The
+    heads see pixel-major columns (a pixel's values for all n images side by side, so
     that a line's neighbourhood is a gather of whole rows)."""
     n, pixels = len(features), model.side**2
-    context = context_index(model.context, model.side).T  # (C, pixels), `pixels` outside the image
+    context = context_index(model.context, model.side, valid).T  # (C, pixels), `pixels` outside
     columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, pixels, n)
+    order = lines(model.side, valid)
 
     def head(idx, known):
         """known: (pixels + 1, 3, n) values / 256, the last row the zero pad -> the head's
@@ -105,13 +111,13 @@ def colour_ar(model, features: np.ndarray, log_scale_range) -> Codec:
     def push(message, x):
         x = x.reshape(n, pixels, CHANNELS)
         known = np.concatenate([x.transpose(1, 2, 0) / 256.0, np.zeros((1, CHANNELS, n))])
-        for idx in reversed(lines(model.side)):
+        for idx in reversed(order):
             values = x[:, idx].transpose(2, 1, 0).reshape(CHANNELS, -1).astype(np.int32)  # pixel-major, as the head's
             pixel_line(head(idx, known), log_scale_range).push(message, values)
 
     def pop(message):
         known, images = np.zeros((pixels + 1, CHANNELS, n)), np.zeros((n, pixels, CHANNELS), np.uint8)
-        for idx in lines(model.side):
+        for idx in order:
             values = pixel_line(head(idx, known), log_scale_range).pop(message).reshape(CHANNELS, len(idx), n)
             images[:, idx] = values.transpose(2, 1, 0)
             known[idx] = values.transpose(1, 0, 2) / 256.0

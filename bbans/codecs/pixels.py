@@ -51,18 +51,27 @@ def binary(logits: np.ndarray, nibbles: bool = True) -> Codec:
     return mostly_zero(levels == 0, lambda coded: BINARY[True](levels[coded]))
 
 
-def context_index(context, side: int = SIDE) -> np.ndarray:
+def context_index(context, side: int = SIDE, valid=None) -> np.ndarray:
     """(side², len(context)) flat indices of the cells at offsets (di, dj) from each cell
-    of a side x side grid; side² (a zero pad) outside the grid."""
+    of a side x side grid; side² (a zero pad) outside the grid, or outside its top-left
+    `valid` (height, width) where given (a tile at an image's edge)."""
+    height, width = valid or (side, side)
     rows, cols = np.divmod(np.arange(side * side), side)
     r = rows[:, None] + np.array([di for di, _ in context])
     c = cols[:, None] + np.array([dj for _, dj in context])
-    return np.where((r >= 0) & (r < side) & (c >= 0) & (c < side), r * side + c, side * side)
+    return np.where((r >= 0) & (r < height) & (c >= 0) & (c < width), r * side + c, side * side)
 
 
-# Pixels of each anti-diagonal i + j = d: they depend on earlier diagonals only.
-DIAGONALS = [np.flatnonzero(np.add.outer(np.arange(SIDE), np.arange(SIDE)).ravel() == d)
-             for d in range(2 * SIDE - 1)]
+def diagonals(valid=None) -> list:
+    """The flat indices of the pixels of each anti-diagonal i + j = d of a 28x28 image (they
+    depend on earlier diagonals only), or of its top-left `valid` (height, width) alone."""
+    height, width = valid or (SIDE, SIDE)
+    rows, cols = np.divmod(np.arange(PIXELS), SIDE)
+    order = np.where((rows < height) & (cols < width), rows + cols, -1)
+    return [np.flatnonzero(order == d) for d in range(height + width - 1)]
+
+
+DIAGONALS = diagonals()
 
 
 def laplace_mixture(weight: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> Codec:
@@ -85,16 +94,17 @@ def laplace_mixture(weight: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> 
     return bits_back(bernoulli(1 - weight), likelihood, posterior)
 
 
-def laplace_ar(model, features):
-    """8-bit pixels, anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
+def laplace_ar(model, features, valid=None):
+    """8-bit pixels (of the top-left `valid` (height, width) of each image alone, where
+    given, the rest decoding as zeros), anti-diagonal by anti-diagonal: zero or not (Bernoulli), and the
     nonzero ones from a discretized Laplace on 1..255 (or a mixture of two), each given
     z's features and the pixels of its causal context (the model's offsets, on earlier
     anti-diagonals). The heads see pixel-major arrays (a pixel's values for all images
     in one row, where a diagonal's context is a gather of whole rows); the coder gets
     each diagonal image by image. The Laplaces' parameters are asked for only where
     pixels are nonzero, which spares a model with a zero head most of its work."""
-    n = len(features)
-    context = context_index(model.context).T
+    n, order = len(features), DIAGONALS if valid is None else diagonals(valid)
+    context = context_index(model.context, SIDE, valid).T
     columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, 784, n)
 
     def params(idx, known):
@@ -123,13 +133,13 @@ def laplace_ar(model, features):
 
     def push(message, x):
         known = np.concatenate([x.T / 256.0, np.zeros((1, n))])
-        for idx in reversed(DIAGONALS):
+        for idx in reversed(order):
             xd = x[:, idx]
             pixel_codec(*params(idx, known)).push(message, (xd > 0, xd[xd > 0]))
 
     def pop(message):
         known, images = np.zeros((PIXELS + 1, n)), np.zeros((n, PIXELS), np.uint8)
-        for idx in DIAGONALS:
+        for idx in order:
             nonzero, values = pixel_codec(*params(idx, known)).pop(message)
             xd = np.zeros(nonzero.shape, np.uint8)
             xd[nonzero.astype(bool)] = values

@@ -34,22 +34,23 @@ import numpy as np
 from bbans.codecs.colour import colour_ar
 from bbans.codecs.core import Codec, affordable, bernoulli, bits_back, chain, check_used_up, new_message, point
 from bbans.codecs.latents import LatentGrid, LatentTables, StdBuckets
-from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIGMOID, binary, laplace_ar
+from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIDE, SIGMOID, binary, laplace_ar
 
 # The format version the container writes: the newest way of coding (versions 6 and 7
-# code as 5 does; their containers add the methods "stored", then "pixels").
-VERSION = 7
+# code as 5 does; their containers add the methods "stored", then "pixels"; version 8 adds
+# images of other sizes, in a model's tiles, and large images in bands: bbans.tiles).
+VERSION = 8
 
 
-def batch_schedule(n: int, largest: int, fraction: float):
-    """(start, size) of the batches: each at most `fraction` of the images before it (and
-    at least one), up to `largest`, so that its pops find enough bits on the stack; pops
-    from an exhausted stack get no bits back. (A binarized image leaves some 130 bits on
+def batch_schedule(n: int, largest: int, fraction: float, before: int = 0):
+    """(start, size) of the batches of n images that follow `before` images on the message:
+    each at most `fraction` of the images before it (and at least one), up to `largest`,
+    so that its pops find enough bits on the stack; pops from an exhausted stack get no bits back. (A binarized image leaves some 130 bits on
     the stack; popping a latent that its image does not inform takes about 6.) Format
     versions up to 4 take a quarter, later ones half: fewer batches, at the same cost."""
-    batches, start = [], 0
-    while start < n:
-        size = min(max(1, int(start * fraction)), largest, n - start)
+    batches, start = [], before
+    while start < before + n:
+        size = min(max(1, int(start * fraction)), largest, before + n - start)
         batches.append((start, size))
         start += size
     return batches
@@ -62,13 +63,19 @@ def on_grids(mean, log_sigma):
 
 
 class VAECodec:
-    def __init__(self, model, largest_batch: int = 1000, version: int = VERSION):
-        self.model = model
+    """BB-ANS over images of the model's shape, or, with `valid` (height, width), over
+    tiles of which only the top-left part is coded (bbans.tiles): the rest is zeros, as
+    the networks see it, and never coded."""
+
+    def __init__(self, model, largest_batch: int = 1000, version: int = VERSION, valid=None):
+        self.model, self.valid = model, valid
         self.version = version
         self.buckets = StdBuckets(8) if version < 3 else LatentGrid() if version < 5 else LatentTables()
         self.largest_batch = largest_batch
         self.fraction = 0.25 if version < 5 else getattr(model, "batch_fraction", 0.5)
-        self.dims = getattr(model, "dims", PIXELS)
+        self.dims, self.side = getattr(model, "dims", PIXELS), getattr(model, "side", SIDE)
+        # of a tile's values that are coded
+        self.coded_dims = self.dims if valid is None else valid[0] * valid[1] * self.dims // self.side**2
 
     def gaussian(self, mean, log_sigma):
         """The codec of latents' cells under a network's N(mean, exp(log_sigma))."""
@@ -83,6 +90,9 @@ class VAECodec:
         return point(self.buckets.bucket_of(on_grids(*self.model.posterior(x))[0]))
 
     def binary(self, logits):
+        """Binary pixels (of the coded part of a tile alone) with P(1) = sigmoid(logits)."""
+        if self.valid is not None:
+            return _part(binary, logits, self.side, self.valid)  # only from version 8 on
         if self.version < 3:
             return bernoulli(SIGMOID(logits))
         return binary(logits, nibbles=self.version >= 5)
@@ -92,8 +102,8 @@ class VAECodec:
         if self.model.likelihood == "bernoulli":
             return self.binary(out)
         if self.model.likelihood == "colour":
-            return colour_ar(self.model, out, self.model.log_scale_range)
-        return laplace_ar(self.model, out)
+            return colour_ar(self.model, out, self.model.log_scale_range, self.valid)
+        return laplace_ar(self.model, out, self.valid)
 
     def image_codec(self, n, bits_back_from_stack=True):
         """BB-ANS over a batch of n images; the first batch of a stream has nothing on the
@@ -102,25 +112,49 @@ class VAECodec:
         return bits_back(self.buckets.prior((n, self.model.latent)), self.likelihood, posterior)
 
     def encode(self, images: np.ndarray, costs: Counter = None) -> np.ndarray:
-        """uint8 (N, dims) -> the message as uint32 words. With `costs`, adds to its
-        "images" and "bits" what the batches after the first cost: the bits they add to
-        the message, their -log2 p(x|z) - log2 p(z) + log2 q(z|x) at the coder's z (the
-        first batch pops nothing)."""
+        """uint8 (N, dims) -> the message as uint32 words (push_images)."""
         message = new_message()
-        for start, size in batch_schedule(len(images), self.largest_batch, self.fraction):
-            before = message.num_valid_bits()
-            self.image_codec(size, start > 0).push(message, images[start:start + size])
-            if costs is not None and start > 0:
-                costs.update(images=size, bits=message.num_valid_bits() - before)
+        self.push_images(message, images, 0, costs)
         return message.get_compressed()
+
+    def push_images(self, message, images: np.ndarray, before: int, costs: Counter = None):
+        """Pushes images (N, dims) onto a message that holds `before` images. With `costs`,
+        adds to its "images", "dims" and "bits" what the batches after the first of the
+        message cost: the bits they add to the message, their -log2 p(x|z) - log2 p(z) +
+        log2 q(z|x) at the coder's z (the first batch pops nothing)."""
+        for start, size in batch_schedule(len(images), self.largest_batch, self.fraction, before):
+            bits = message.num_valid_bits()
+            self.image_codec(size, start > 0).push(message, images[start - before:start - before + size])
+            if costs is not None and start > 0:
+                costs.update(images=size, dims=size * self.coded_dims, bits=message.num_valid_bits() - bits)
 
     def decode(self, words: np.ndarray, n: int) -> np.ndarray:
         message = new_message(words)
-        images = np.empty((n, self.dims), np.uint8)
-        for start, size in reversed(batch_schedule(n, self.largest_batch, self.fraction)):
-            images[start:start + size] = self.image_codec(size, start > 0).pop(message)
+        images = self.pop_images(message, n, 0)
         check_used_up(message)
         return images
+
+    def pop_images(self, message, n: int, before: int) -> np.ndarray:
+        """The n images that push_images pushed after `before` others."""
+        images = np.empty((n, self.dims), np.uint8)
+        for start, size in reversed(batch_schedule(n, self.largest_batch, self.fraction, before)):
+            images[start - before:start - before + size] = self.image_codec(size, start > 0).pop(message)
+        return images
+
+
+def _part(codec, out: np.ndarray, side: int, valid) -> Codec:
+    """codec(out[:, part]) over the pixels of the top-left `valid` part of each side x side
+    image, the rest decoding as zeros."""
+    rows, cols = np.divmod(np.arange(out.shape[1]), side)
+    part = np.flatnonzero((rows < valid[0]) & (cols < valid[1]))
+    inner = codec(out[:, part])
+
+    def pop(message):
+        images = np.zeros(out.shape, np.uint8)
+        images[:, part] = inner.pop(message)
+        return images
+
+    return Codec(lambda message, x: inner.push(message, x[:, part]), pop)
 
 
 class BitSwapCodec(VAECodec):
@@ -137,8 +171,8 @@ class BitSwapCodec(VAECodec):
 
     MARGIN = 64  # bits left on the stack beyond a pop's expected cost
 
-    def __init__(self, model, largest_batch: int = 1000, bit_swap: bool = True, version: int = VERSION):
-        super().__init__(model, largest_batch, version)
+    def __init__(self, model, largest_batch: int = 1000, bit_swap: bool = True, version: int = VERSION, valid=None):
+        super().__init__(model, largest_batch, version, valid)
         self.bit_swap = bit_swap
         if not bit_swap:  # its pops of every layer come first: batches of a quarter, as before version 5
             self.fraction = 0.25
