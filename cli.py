@@ -124,9 +124,9 @@ def main():
 @JSON
 def compress(file, output, force, model, full_figures, nll_samples, nll_images, workers, chunk_images, scheduler, quiet,
              as_json):
-    """Compress FILE: images (npy, idx, PGM, PPM, PNG) chunk by chunk with a model (28x28 grey) or a classical
-    image codec, whichever is smaller; a JPEG recoded by JPEG-XL; anything else with xz, or stored as it is. A
-    folder's files go one by one into one FILE.bbans."""
+    """Compress FILE: images (npy, idx, PGM, PPM, PNG) chunk by chunk with a model (grey or RGB, any size, in
+    its tiles) or a classical image codec, whichever is smaller; a JPEG recoded by JPEG-XL; anything else with
+    xz, or stored as it is. A folder's files go one by one into one FILE.bbans."""
     with Progress(not (quiet or as_json)) as progress:
         report = bbans.compress_file(file, output, model=model, force=force, workers=workers, chunk_images=chunk_images,
                                      scheduler=scheduler, full_figures=full_figures, nll_samples=nll_samples,

@@ -37,6 +37,7 @@ WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the fi
 SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 WEBP_SIDE = 16383
+PNG_SIDE = 1_000_000
 JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
@@ -84,6 +85,11 @@ def _any(n: int, shape) -> bool:
     return True
 
 
+def _png_fits(n: int, shape) -> bool:
+    """libpng writes images of up to PNG_SIDE pixels a side (its default limit)."""
+    return max(n * shape[0], shape[1]) <= PNG_SIDE
+
+
 # id in the chunk table: (name, encode (pixels, shape) at full effort, encode quickly for
 # the sample, decode (payload, images, shape) to the pixels, whether it takes n images of
 # a shape)
@@ -95,7 +101,7 @@ CODECS = {
         _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=7),
         _image_decode(imagecodecs.jpegxl_decode), _any),
     3: ("png", _image_encode(imagecodecs.png_encode, level=9), _image_encode(imagecodecs.png_encode, level=6),
-        _image_decode(imagecodecs.png_decode), _any),
+        _image_decode(imagecodecs.png_decode), _png_fits),
     # libwebp drops an alpha channel that is opaque throughout; hasalpha asks for it back
     4: ("webp", _image_encode(imagecodecs.webp_encode, level=100, lossless=True, method=6),
         _image_encode(imagecodecs.webp_encode, level=75, lossless=True, method=3),
@@ -118,11 +124,11 @@ def choose(pixels: np.ndarray, shape, message=None):
     else:
         estimates = {c: _estimate(c, pixels, shape) for c in fitting}
     best, size = (0, message), len(message) if message is not None else float("inf")
-    limit = MARGIN * size
+    limit, model_size = MARGIN * size, size
     for c in sorted(estimates, key=estimates.get):
         if estimates[c] > limit:
             break
-        if c in SLOW and estimates[c] > SLOW_MARGIN * size:
+        if c in SLOW and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
             continue
         payload = _with_crc(CODECS[c][1](pixels, shape))
         if len(payload) < size:

@@ -116,3 +116,24 @@ def test_webp_takes_colour_columns_within_its_size_limit_alone():
     assert classical._webp_fits(511, (32, 32, 3)) and classical._webp_fits(1, (16383, 16383, 4))
     assert not classical._webp_fits(512, (32, 32, 3)) and not classical._webp_fits(1, (10, 16384, 3))
     assert not classical._webp_fits(1, (32, 32, 1)) and not classical._webp_fits(1, (32, 32, 2))
+
+
+def test_a_column_taller_than_libpng_takes_goes_to_the_other_codecs(monkeypatch):
+    """425 images of 6144x3 make a column of 2.6 million rows, beyond libpng's limit."""
+    assert classical._png_fits(1, (1_000_000, 7, 3)) and not classical._png_fits(425, (6144, 3, 1))
+    monkeypatch.setattr(classical, "PNG_SIDE", 100)  # so that a small column is too tall
+    pixels = np.tile(np.arange(18, dtype=np.uint8), (400, 1))  # 400 images of 6 x 3: 2,400 rows
+    codec, payload = classical.choose(pixels, (6, 3, 1))
+    assert classical.name(codec, "") != "png"
+    assert classical.decode(codec, payload, 400, (6, 3, 1)).tobytes() == pixels.tobytes()
+
+
+def test_a_slow_codec_is_weighed_against_the_model_not_the_best_classical_stream(monkeypatch):
+    """Where the model loses, JPEG-XL is tried in full even after WebP's stream came out
+    below JPEG-XL's estimate (color.png: WebP's 57,414 bytes against JPEG-XL's 48,395)."""
+    fakes = {c: (name, lambda x, shape, out=out: out, None, None, lambda n, shape: True)
+             for c, name, out in [(2, "jpeg-xl", b"j" * 80), (4, "webp", b"w" * 95)]}
+    monkeypatch.setattr(classical, "CODECS", fakes)
+    monkeypatch.setattr(classical, "_estimate", lambda c, pixels, shape: {2: 100, 4: 90}[c])
+    pixels = np.zeros((1, classical.SAMPLE_BYTES + 1), np.uint8)
+    assert classical.choose(pixels, (1, classical.SAMPLE_BYTES + 1, 1), b"m" * 1000)[0] == 2
