@@ -144,6 +144,8 @@ def _estimate(codec: int, pixels: np.ndarray, shape) -> float:
     rest at the cost per image of the sample's second half, once its dictionary has warmed
     (on the first half alone it would overestimate, by a third on binary images)."""
     quick, n = CODECS[codec][2], len(pixels)
+    if codec in SLOW and pixels.nbytes > SLOW_SAMPLE_BYTES and n * SLOW_SAMPLE_BYTES < 2 * pixels.nbytes:
+        return _strips_estimate(quick, pixels, shape)
     if codec in SLOW:
         k = min(n, max(1, SLOW_SAMPLE_BYTES // pixels.shape[1]))
         return len(quick(pixels[np.linspace(0, n - 1, k).astype(int)], shape)) * n / k
@@ -152,6 +154,17 @@ def _estimate(codec: int, pixels: np.ndarray, shape) -> float:
     if codec not in WARMING or k < 2:
         return whole * n / k
     return whole + (n - k) * (whole - len(quick(pixels[:k // 2], shape))) / (k - k // 2)
+
+
+def _strips_estimate(quick, pixels: np.ndarray, shape, strips: int = 4) -> float:
+    """`quick`'s bytes for a chunk of one or two large images, from `strips` strips of rows
+    spread over its column of images, SLOW_SAMPLE_BYTES in all, coded as one image."""
+    column = _column(pixels, shape)
+    rows = max(strips, SLOW_SAMPLE_BYTES // (column[0].size))
+    per = rows // strips
+    starts = np.linspace(0, len(column) - per, strips).astype(int)
+    sample = np.concatenate([column[s:s + per] for s in starts])
+    return len(quick(sample.reshape(1, -1), (len(sample), *shape[1:]))) * len(column) / len(sample)
 
 
 def decode(codec: int, payload: bytes, n: int, shape) -> np.ndarray:

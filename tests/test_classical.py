@@ -137,3 +137,16 @@ def test_a_slow_codec_is_weighed_against_the_model_not_the_best_classical_stream
     monkeypatch.setattr(classical, "_estimate", lambda c, pixels, shape: {2: 100, 4: 90}[c])
     pixels = np.zeros((1, classical.SAMPLE_BYTES + 1), np.uint8)
     assert classical.choose(pixels, (1, classical.SAMPLE_BYTES + 1, 1), b"m" * 1000)[0] == 2
+
+
+def test_a_large_image_is_estimated_from_strips_of_its_rows(monkeypatch):
+    """JPEG-XL's estimate for one large image codes a sample of its rows, not all of it,
+    and comes out near its quick setting's stream for the whole image."""
+    rng = np.random.default_rng(5)
+    image = (np.indices((600, 400)).sum(0)[..., None] + rng.integers(0, 8, (600, 400, 3))).astype(np.uint8)
+    name, full, quick, *rest = classical.CODECS[2]
+    seen = []
+    monkeypatch.setitem(classical.CODECS, 2, (name, full, lambda x, shape: seen.append(shape) or quick(x, shape), *rest))
+    estimate = classical._estimate(2, image.reshape(1, -1), image.shape)
+    assert len(seen) == 1 and seen[0][0] * 4 < 600
+    assert abs(estimate / len(quick(image.reshape(1, -1), image.shape)) - 1) < 0.25
