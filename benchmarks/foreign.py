@@ -106,9 +106,10 @@ def row(item: Input, model: Optional[str], best: tuple) -> dict:
 
 
 def models_for(images: np.ndarray) -> tuple:
-    """The zoo's codecs that take these images (a binary model refuses values above 1)."""
-    binary = images.max() <= 1
-    return tuple(n for n in zoo.ZOO if zoo.is_codec(n) and (binary or not zoo.ZOO[n]["binarized"]))
+    """The zoo's codecs that take these images (N, h, w[, c]): of their shape or channels
+    (zoo.codes), and binary models only where every value is 0 or 1."""
+    binary, shape = images.max() <= 1, (*images.shape[1:3], images.shape[3] if images.ndim == 4 else 1)
+    return tuple(n for n in zoo.ZOO if zoo.is_codec(n) and zoo.codes(n, shape) and (binary or not zoo.ZOO[n]["binarized"]))
 
 
 def npy_input(name: str, images: np.ndarray, **options) -> Input:

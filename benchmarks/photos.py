@@ -4,7 +4,8 @@ python -m benchmarks.photos [FOLDER] [--cifar-mosaics] [--json PATH]: every PNG,
 image in FOLDER (default: scikit-image's bundled lossless RGB and RGBA samples, `pip install
 'bbans[photos]'`), and with --cifar-mosaics three mosaics of CIFAR-10 test images, coded by
 `bbans compress` (the whole file counted) and by each classical codec on its pixels at its
-highest effort: JPEG-XL lossless effort 9, WebP lossless method 6 (RGB and RGBA), PNG level 9. Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
+highest effort: JPEG-XL lossless effort 9, WebP lossless method 6 (RGB and RGBA), PNG level 9,
+and the default RGB model's message alone (in its tiles; bbans takes the smaller per chunk). Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
 on one core; exits 1 if any photo came out larger than JPEG-XL's stream.
 """
 import argparse
@@ -16,13 +17,15 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from bbans import api, chunks, formats
+from bbans import api, chunks, formats, messages
+from bbans.models import zoo
 
 CODECS = {
     "jpeg-xl e9": lambda x: imagecodecs.jpegxl_encode(x, lossless=True, effort=9),
     "webp lossless": lambda x: imagecodecs.webp_encode(x, level=100, lossless=True, method=6),
     "png 9": lambda x: imagecodecs.png_encode(x, level=9),
 }
+COLUMNS = [*CODECS, "model alone"]
 PHOTO_CHANNELS = (3, 4)  # scikit-image's samples that are colour photos, not grey or drawings
 
 
@@ -79,14 +82,17 @@ def row(name: str, data: bytes, pixels: np.ndarray) -> dict:
     for codec, encode in CODECS.items():
         fits = codec != "webp lossless" or pixels.ndim == 3 and pixels.shape[2] in (3, 4)
         out[codec] = len(encode(pixels)) if fits else None
+    # the default model's message alone, in its tiles, whichever codec took the photo
+    default = zoo.defaults(formats.parse(data).shape, False) if pixels.ndim == 3 and pixels.shape[2] == 3 else ()
+    out["model alone"] = len(messages.encode(default[0], pixels.reshape(1, -1), shape=pixels.shape)) if default else None
     return out
 
 
 def table(rows) -> str:
-    head = "| photo | size | file | bbans | " + " | ".join(CODECS) + " | bbans vs JPEG-XL | bbans MP/s (c / d) |"
+    head = "| photo | size | file | bbans | " + " | ".join(COLUMNS) + " | bbans vs JPEG-XL | bbans MP/s (c / d) |"
     lines = [head, "| --- " * (head.count("|") - 1) + "|"]
     for r in rows + [totals(rows)]:
-        sizes = " | ".join(f"{r[c]:,}" if r[c] is not None else "" for c in CODECS)
+        sizes = " | ".join(f"{r[c]:,}" if r.get(c) is not None else "" for c in COLUMNS)
         speed = f"{r['compress_megapixels_per_s']:.2f} / {r['decompress_megapixels_per_s']:.2f}" if "shape" in r else ""
         lines.append(f"| {r['photo']} | {'x'.join(map(str, r.get('shape', [])))} | {r['file_bytes']:,} "
                      f"| {r['bbans_bytes']:,} | {sizes} | {100 * (r['bbans_bytes'] / r['jpeg-xl e9'] - 1):+.2f}% "

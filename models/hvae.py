@@ -1,7 +1,7 @@
 """A VAE with a hierarchy of latent layers for binarized 28x28 images, made for Bit-Swap.
 
-Generative model, top-down: p(z_L) = N(0, I), diagonal Gaussians p(z_i | z_i+1), Bernoulli
-pixels p(x | z_1). Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
+Generative model, top-down: p(z_L) = N(0, I), or with `top_groups` an autoregressive flow
+prior (bbans.models.made), diagonal Gaussians p(z_i | z_i+1), Bernoulli pixels p(x | z_1). Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
 Markov chain as well, each layer's pop and push can be interleaved (Kingma, Abbeel, Ho
 2019), so that coding starts with the bits of one layer, not of all of them.
 """
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from bbans.models.made import groups, made, plain
 from bbans.models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
 
 
@@ -29,13 +30,19 @@ def log_normal(z, mean, log_sigma):
 class HVAE(nn.Module):
     """up[i] maps layer i (x for i = 0, else z_i) to q(z_i+1 | .); down[i] maps z_i+1 to
     p(layer i | z_i+1): pixel logits for i = 0, else a Gaussian. The pixel networks have
-    two hidden layers of `hidden`, the latent ones one of `latent_hidden`."""
+    two hidden layers of `hidden`, the latent ones one of `latent_hidden`. With
+    `top_groups`, `top` (a MADE with a hidden layer of `top_hidden`) gives z_L's prior
+    in that many groups, each given those before it."""
 
     likelihood = "bernoulli"
 
-    def __init__(self, latents=(32, 16, 8), hidden=256, latent_hidden=128):
+    def __init__(self, latents=(32, 16, 8), hidden=256, latent_hidden=128, top_groups=None, top_hidden=None):
         super().__init__()
         self.config = dict(latents=list(latents), hidden=hidden, latent_hidden=latent_hidden)
+        self.top = None
+        if top_groups:  # (earlier models' configs have no such keys)
+            self.config.update(top_groups=top_groups, top_hidden=top_hidden)
+            self.top = made(latents[-1], top_hidden, top_groups)
         self.latents = list(latents)
         sizes = [PIXELS] + self.latents
         inner = [[hidden] * 2] + [[latent_hidden]] * (len(latents) - 1)
@@ -53,7 +60,7 @@ class HVAE(nn.Module):
             below = mean + log_sigma.exp() * torch.randn_like(mean)
             kl = kl + log_normal(below, mean, log_sigma)
             zs.append(below)
-        kl = kl - log_normal(zs[-1], torch.zeros_like(zs[-1]), torch.zeros_like(zs[-1]))
+        kl = kl - log_normal(zs[-1], *(gaussian(self.top(zs[-1])) if self.top else (torch.zeros_like(zs[-1]),) * 2))
         for net, z, lower in zip(self.down[1:], zs[1:], zs):
             kl = kl - log_normal(lower, *gaussian(net(z)))
         rec = -F.binary_cross_entropy_with_logits(self.down[0](zs[0]), v, reduction="none").sum(-1)
@@ -81,6 +88,14 @@ class ExactHVAE:
         self.up = [exact_mlp(m, largest and largest[f"up.{i}"], PIXEL_GRIDS["bernoulli"] if i == 0 else LATENT_GRID)
                    for i, m in enumerate(net.up)]
         self.down = [exact_mlp(m, largest and largest[f"down.{i}"], LATENT_GRID) for i, m in enumerate(net.down)]
+        if net.top is not None:
+            self.top = exact_mlp(plain(net.top), largest and largest["top"], LATENT_GRID)
+            self.top_groups = groups(net.latents[-1], net.config["top_groups"])
+
+    def top_prior(self, z: np.ndarray):
+        """z_L on the coder's grid -> mean and log-sigma of each latent's prior, given the
+        groups before its own (top_groups)."""
+        return gaussian(self.top(z))
 
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->

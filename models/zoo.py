@@ -44,6 +44,12 @@ ZOO = {
         data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=10, seed=0,
         summary="Hierarchical VAE, latent layers of 32, 24 and 16, Bernoulli pixels, coded with Bit-Swap; "
                 "binarized MNIST"),
+    "hvae-binary-maf": dict(
+        kind="hvae",
+        arch=dict(latents=[32, 24, 16], hidden=512, latent_hidden=256, top_groups=8, top_hidden=256),
+        data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=10, seed=0, card_nll=(1000, 1000),
+        summary="hvae-binary with an autoregressive flow prior on its top layer (MADE, 8 groups of 2 latents); "
+                "binarized MNIST"),
     "vae-8bit-mix": dict(
         arch=dict(LAPLACE_VAE, components=2), data="mnist", epochs=45, **RECIPE_8BIT,
         summary="vae-8bit with a mixture of two discretized Laplaces per pixel, coded with bits back on the "

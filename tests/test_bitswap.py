@@ -3,17 +3,22 @@ import pytest
 import torch
 
 from bbans.codecs.vae import BitSwapCodec
-from conftest import images_for
+from conftest import bits_of, images_for
 from bbans.models.hvae import HVAE, ExactHVAE
 from bbans.models.intnet import IntNet, calibrate
 
 
-@pytest.fixture(scope="module", params=["grids", "integer"])
+@pytest.fixture(scope="module", params=["grids", "integer", "integer, flow prior"])
 def hvae(request):
     """An untrained four-layer hierarchical VAE, as torch and as the codecs see it: on
-    float64 grids, or on integers (calibrated on random images)."""
+    float64 grids, or on integers (calibrated on random images), with N(0, I) or an
+    autoregressive flow prior on the top layer (random, not the identity it starts as)."""
     torch.manual_seed(2)
-    net = HVAE(latents=(8, 6, 4, 4), hidden=32, latent_hidden=16).eval()
+    flow = dict(top_groups=3, top_hidden=8) if "flow" in request.param else {}
+    net = HVAE(latents=(8, 6, 4, 5), hidden=32, latent_hidden=16, **flow).eval()
+    if flow:
+        torch.nn.init.normal_(net.top[-1].weight, std=0.5)
+        torch.nn.init.normal_(net.top[-1].bias, std=0.3)
     if request.param == "grids":
         return net, ExactHVAE(net)
     images = torch.from_numpy(images_for("bernoulli", 200, seed=9).reshape(-1, 28, 28)).float()
@@ -66,3 +71,42 @@ def test_elbo_terms_and_iw_bound_agree_in_scale(hvae):
     assert iw.shape == (20,) and torch.all(torch.isfinite(iw))
     # The importance-weighted bound is the tighter one, on average.
     assert iw.mean() >= (rec - kl).mean() - 1.0
+
+
+def flow_prior(hvae):
+    if hvae[0].top is None:
+        pytest.skip("N(0, I) prior")
+    return hvae[1]
+
+
+def test_a_group_of_the_flow_prior_ignores_the_groups_after_it(hvae):
+    """The decoder pops the top layer group by group, the later groups' cells still zero:
+    each group's Gaussians must come out the same bits whatever those hold."""
+    model = flow_prior(hvae)
+    rng = np.random.default_rng(0)
+    z = rng.integers(-40, 41, (50, 5)) / 16
+    mean, log_sigma = model.top_prior(z)
+    for g, group in enumerate(model.top_groups):
+        later = np.concatenate(model.top_groups[g:])
+        changed = z.copy()
+        changed[:, later] = rng.integers(-128, 128, (50, len(later))) / 16
+        other_mean, other_log_sigma = model.top_prior(changed)
+        assert other_mean[:, group].tobytes() == mean[:, group].tobytes()
+        assert other_log_sigma[:, group].tobytes() == log_sigma[:, group].tobytes()
+    assert mean[:, model.top_groups[-1]].std() > 0  # and the last group does depend on the others
+
+
+def test_the_flow_prior_costs_its_density_on_the_grid(hvae):
+    """Pushing the top layer costs -log2 of the flow's density at each cell's centre times
+    the cell's width, its parameters rounded as the latent tables round them."""
+    model = flow_prior(hvae)
+    codec = BitSwapCodec(model)
+    tables = codec.buckets
+    cells = np.random.default_rng(1).integers(100, 157, (40, 5))
+    z = tables.centres[cells]
+    mean, log_sigma = model.top_prior(z)
+    mean = np.rint(mean * tables.FRACTIONS / tables.step) * tables.step / tables.FRACTIONS
+    log_sigma = np.rint(log_sigma / tables.LOG_SIGMA_STEP) * tables.LOG_SIGMA_STEP
+    nats = 0.5 * ((z - mean) / np.exp(log_sigma))**2 + log_sigma + 0.5 * np.log(2 * np.pi) - np.log(tables.step)
+    expected = nats.sum() / np.log(2)
+    assert abs(bits_of(lambda m: codec.top_prior(40).push(m, cells)) - expected) < 0.005 * expected + 32

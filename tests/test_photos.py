@@ -17,5 +17,6 @@ def test_every_photo_and_the_total_are_measured_against_each_codec(tmp_path, cap
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["photo"] for r in rows] == ["a.png", "b.png"] and rows[1]["shape"] == [30, 20, 4]
     assert all(r[c] > 0 for r in rows for c in photos.CODECS)
+    assert rows[0]["model alone"] > 0 and rows[1]["model alone"] is None  # vae-cifar codes RGB, not RGBA
     assert status == (1 if any(r["bbans_bytes"] > r["jpeg-xl e9"] for r in rows) else 0)
     assert "| total (2) |" in capsys.readouterr().out

@@ -196,9 +196,33 @@ class BitSwapCodec(VAECodec):
 
         return codec
 
+    def top_prior(self, n: int) -> Codec:
+        """z_L's cells under N(0, I), or under the model's autoregressive prior group by
+        group (bbans.models.made): pushed from one evaluation of it, popped one group at
+        a time, each from an evaluation on the groups popped so far (the later ones' cells
+        are zero then, and the outputs do not depend on them)."""
+        width = self.model.latents[-1]
+        if getattr(self.model, "top", None) is None:
+            return self.buckets.prior((n, width))
+        groups = self.model.top_groups
+
+        def push(message, cells):
+            mean, log_sigma = self.model.top_prior(self.buckets.centres[cells])
+            for g in reversed(groups):
+                self.gaussian(mean[:, g], log_sigma[:, g]).push(message, cells[:, g])
+
+        def pop(message):
+            cells = np.zeros((n, width), np.int32)
+            for g in groups:
+                mean, log_sigma = self.model.top_prior(self.buckets.centres[cells])
+                cells[:, g] = self.gaussian(mean[:, g], log_sigma[:, g]).pop(message)
+            return cells
+
+        return Codec(push, pop)
+
     def image_codec(self, n, bits_back_from_stack=True):
         layers = range(len(self.model.latents))
-        top = self.buckets.prior((n, self.model.latents[-1]))
+        top = self.top_prior(n)
         if self.bit_swap:
             codec = top
             for i in reversed(layers):

@@ -1,0 +1,61 @@
+"""An autoregressive flow prior over a layer of latents for the bits-back coder: MADE
+(Germain et al. 2015) as a one-step MAF (Papamakarios et al. 2017). The latents fall
+into `groups` groups in order; each latent's Gaussian, mean and log-sigma, comes from the
+groups before it alone (the first group's from the biases), so that the coder pops the
+groups one after another, each through the latent tables as any diagonal Gaussian, and
+pushes them all from one evaluation.
+
+The masks make the weights from later groups zero; the integer form of the network
+(bbans.models.intnet.IntNet, of `plain`'s unmasked copy) keeps them exactly zero, so a
+group's outputs are the same whatever the later groups hold: those the decoder has not
+popped yet.
+"""
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class MaskedLinear(nn.Linear):
+    def __init__(self, inputs: int, outputs: int, mask: torch.Tensor):
+        super().__init__(inputs, outputs)
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+def group_of(latent: int, groups: int) -> torch.Tensor:
+    """The group (0..groups-1) of each of `latent` latents, in order, as even as can be."""
+    return torch.arange(latent) * groups // latent
+
+
+def made(latent: int, hidden: int, groups: int) -> nn.Sequential:
+    """(B, latent) -> (B, 2 latent), the means then the log-sigmas, each latent's from the
+    groups before its own (one hidden layer; hidden unit k sees groups up to k mod
+    (groups - 1)). The last layer starts at zero: N(0, I), the prior it replaces."""
+    assert 2 <= groups <= latent
+    group, unit = group_of(latent, groups), torch.arange(hidden) % (groups - 1)
+    first = MaskedLinear(latent, hidden, (unit[:, None] >= group[None, :]).float())
+    last = MaskedLinear(hidden, 2 * latent, (group[:, None] > unit[None, :]).float().repeat(2, 1))
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(first, nn.ReLU(), last)
+
+
+def plain(seq: nn.Sequential) -> nn.Sequential:
+    """The network with its masks applied to the weights, as plain Linear layers."""
+    out = []
+    for m in seq:
+        if isinstance(m, MaskedLinear):
+            linear = nn.Linear(m.in_features, m.out_features)
+            linear.weight.data, linear.bias.data = (m.weight * m.mask).detach().clone(), m.bias.detach().clone()
+            m = linear
+        out.append(m)
+    return nn.Sequential(*out)
+
+
+def groups(latent: int, count: int) -> list:
+    """The latents' indices, group by group."""
+    group = group_of(latent, count).numpy()
+    return [np.flatnonzero(group == g) for g in range(count)]
