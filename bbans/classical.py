@@ -33,7 +33,9 @@ SPREAD = 1.25  # and within this factor of the smallest classical stream so far 
 WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the first images
 # JPEG-XL and WebP: estimated from SLOW_SAMPLE_BYTES of images spread over the chunk (on
 # CIFAR-10 3% below the full stream, where the first images, of one class, miss by 20%),
-# and tried in full only where that is SLOW_MARGIN below the model's message
+# and in a chunk over STRIPS such samples tried in full only where that is SLOW_MARGIN
+# below the model's message (in a smaller one, where JPEG-XL e9 takes a second or less,
+# wherever it is within MARGIN: a 225x150 photo crop's effort-7 stream is 3% over e9's)
 SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
 STRIPS = 8  # strips of rows, SLOW_SAMPLE_BYTES each: the sample of a chunk of one image larger than them all
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
@@ -125,11 +127,11 @@ def choose(pixels: np.ndarray, shape, message=None):
     else:
         estimates = {c: _estimate(c, pixels, shape) for c in fitting}
     best, size = (0, message), len(message) if message is not None else float("inf")
-    limit, model_size = MARGIN * size, size
+    limit, model_size, large = MARGIN * size, size, pixels.nbytes > STRIPS * SLOW_SAMPLE_BYTES
     for c in sorted(estimates, key=estimates.get):
         if estimates[c] > limit:
             break
-        if c in SLOW and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
+        if c in SLOW and large and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
             continue
         payload = _with_crc(CODECS[c][1](pixels, shape))
         if len(payload) < size:

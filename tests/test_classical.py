@@ -150,3 +150,16 @@ def test_a_large_image_is_estimated_from_strips_of_its_rows(monkeypatch):
     estimate = classical._estimate(2, image.reshape(1, -1), image.shape)
     assert len(seen) == 1 and seen[0][0] * 2 < 1200
     assert abs(estimate / len(quick(image.reshape(1, -1), image.shape)) - 1) < 0.25
+
+
+def test_a_small_chunk_tries_jpeg_xl_in_full_wherever_its_estimate_is_near_the_model(monkeypatch):
+    """A chunk of a small image is estimated at effort 7 on the whole of it, a few percent
+    over effort 9: JPEG-XL must be tried even where that estimate is just above the model's
+    message (a 225x150 crop of chelsea.png went to vae-cifar, 4.6% over JPEG-XL e9)."""
+    fakes = {2: ("jpeg-xl", lambda x, shape: b"j" * 900, None, None, lambda n, shape: True)}
+    monkeypatch.setattr(classical, "CODECS", fakes)
+    monkeypatch.setattr(classical, "_estimate", lambda c, pixels, shape: 980)
+    small = np.zeros((1, classical.SAMPLE_BYTES + 1), np.uint8)
+    assert classical.choose(small, (1, small.shape[1], 1), b"m" * 1000)[0] == 2
+    large = np.zeros((1, classical.STRIPS * classical.SLOW_SAMPLE_BYTES + 1), np.uint8)
+    assert classical.choose(large, (1, large.shape[1], 1), b"m" * 1000)[0] == 0  # not worth e9's time
