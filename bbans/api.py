@@ -140,13 +140,13 @@ def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: ch
     n, image_bytes = len(images.pixels), images.pixels.shape[1]
     workers.ready()
     start = time.perf_counter()
-    sent = []  # (images, SHA-256 of the pixels) of each chunk, as it goes to be coded
+    sent = []  # (images, SHA-256 of the pixels, their bytes) of each chunk, as it goes to be coded
 
     def jobs():
         for piece in pieces:
             pixels = np.array(piece.pixels(images.pixels, images.shape))  # a copy, so that the input's pages can go
-            start = images.offset + piece.first * image_bytes + piece.top * image_bytes // images.shape[0]
-            files.release(data, start, start + pixels.size)
+            offset = images.offset + piece.first * image_bytes + piece.top * image_bytes // images.shape[0]
+            files.release(data, offset, offset + pixels.size)
             sent.append((len(pixels), chunks.pixel_sha(pixels), pixels.size))
             yield name, pixels, piece.shape(images.shape)
 
@@ -342,13 +342,8 @@ def _chunks(box: Container, shape):
     most = chunks.chunk_images(None, int(np.prod(shape)))
     if not box.model and any(c.codec == 0 or c.images > most for c in parts):
         raise BbansError("corrupt chunk table (a chunk of no codec, or too large)")
-    bands = len(parts) // box.images if len(parts) > box.images else 1
-    if chunks.band_rows(shape[0], bands) is None:
-        raise BbansError("corrupt chunk table (its count of bands does not fit the images)")
-    if bands > 1:
-        return list(zip(parts, chunks.pieces(box.images, shape, bands)))
-    starts = np.cumsum([0] + [c.images for c in parts])
-    return [(c, chunks.Piece(int(first), c.images, 0, shape[0])) for c, first in zip(parts, starts)]
+    pieces = chunks.pieces_of(parts, box.images, shape, box.version, shape != formats.MODEL_SHAPE)
+    return list(zip(parts, pieces))
 
 
 def _dims(box: Container) -> int:

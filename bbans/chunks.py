@@ -121,6 +121,25 @@ def pixel_sha(pixels: np.ndarray) -> bytes:
     return hashlib.sha256(np.ascontiguousarray(pixels, np.uint8)).digest()
 
 
+def pieces_of(chunks, n: int, shape, version: int, bounded: bool) -> list:
+    """The Piece of each of a file's chunks of n images of `shape` (in bands where there
+    are more chunks than images). Where `bounded` (images larger than 28x28), from format
+    version 8 on, no chunk holds more than CHUNK_BYTES of pixels or a band of BAND_STEP
+    rows: a corrupt header would otherwise size the decoder's arrays."""
+    count = len(chunks) // n if len(chunks) > n else 1
+    if band_rows(shape[0], count) is None:
+        raise BbansError("corrupt chunk table (its count of bands does not fit the images)")
+    if count > 1:
+        out = pieces(n, shape, count)
+    else:
+        starts = np.cumsum([0] + [c.images for c in chunks])
+        out = [Piece(int(first), c.images, 0, shape[0]) for c, first in zip(chunks, starts)]
+    row = int(np.prod(shape[1:]))
+    if version >= 8 and bounded and any(p.images * p.rows * row > max(CHUNK_BYTES, BAND_STEP * row) for p in out):
+        raise BbansError("corrupt chunk table (a chunk larger than any compress writes)")
+    return out
+
+
 def pack(chunks) -> bytes:
     table = b"".join(ENTRY.pack(c.images, c.codec << SIZE_BITS | len(c.payload), c.sha256) for c in chunks)
     return COUNT.pack(len(chunks)) + table + b"".join(c.payload for c in chunks)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 from PIL import Image
 
-from bbans import api, chunks, container, messages, tiles
+from bbans import api, chunks, container, formats, messages, tiles
 from bbans.codecs import new_message
 from bbans.codecs.colour import lines
 from bbans.codecs.pixels import diagonals
@@ -220,3 +220,13 @@ def test_a_model_of_other_channels_is_refused():
         api.compress(npy_bytes(np.zeros((1, 31, 33), np.uint8)), model="vae-cifar")
     with pytest.raises(BbansError, match="codes images of 28x28 grey, and these are 40x40 grey"):
         api.compress(npy_bytes(np.zeros((1, 40, 40), np.uint8)), model="vqvae-8bit")
+
+
+def test_a_header_claiming_a_huge_image_is_refused_before_decoding(data, cifar_mosaic):
+    """A PNG's meta that says 60000x60000 would have the decoder size its tiles for 10 GB."""
+    blob, _ = api.compress(png(np.ascontiguousarray(cifar_mosaic[:40, :45])))
+    box = container.read(blob)
+    assert box.method == "bbans-vae"
+    box.meta = formats.IMAGE_META.pack(60000, 60000, 3)
+    with pytest.raises(BbansError, match="corrupt"):
+        api.decompress(box.to_bytes())
