@@ -45,9 +45,10 @@ VERSION = 8
 def batch_schedule(n: int, largest: int, fraction: float, before: int = 0):
     """(start, size) of the batches of n images that follow `before` images on the message:
     each at most `fraction` of the images before it (and at least one), up to `largest`,
-    so that its pops find enough bits on the stack; pops from an exhausted stack get no bits back. (A binarized image leaves some 130 bits on
-    the stack; popping a latent that its image does not inform takes about 6.) Format
-    versions up to 4 take a quarter, later ones half: fewer batches, at the same cost."""
+    so that its pops find enough bits on the stack; pops from an exhausted stack get no
+    bits back. (A binarized image leaves some 130 bits on the stack; popping a latent that
+    its image does not inform takes about 6.) Format versions up to 4 take a quarter,
+    later ones half: fewer batches, at the same cost."""
     batches, start = [], before
     while start < before + n:
         size = min(max(1, int(start * fraction)), largest, before + n - start)
