@@ -58,7 +58,7 @@ def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cost
     `costs`, adds to it what the coding cost, as coder_figures takes it."""
     model, _ = load(name, version)
     method, side = METHODS[zoo.kind(name)], zoo.shape(name)[0]
-    if shape is not None and tuple(shape) != zoo.shape(name):
+    if shape is not None and tuple(shape) != tuple(zoo.shape(name)):
         message, before = new_message(), 0
         for filled, part in tiles.cut(pixels, shape, side):
             _vae_codec(method, model, version, filled).push_images(message, part, before, costs)
@@ -93,7 +93,7 @@ def coder_figures(name: str, costs: Counter, dims: int) -> dict:
 def decode(method: str, name: str, payload: bytes, n: int, version: int, shape=None) -> np.ndarray:
     """The n images of a payload that encode made, of `shape` (default the model's)."""
     model, _ = load(name, version)
-    if shape is not None and tuple(shape) != zoo.shape(name):
+    if shape is not None and tuple(shape) != tuple(zoo.shape(name)):
         return _decode_words(functools.partial(_untiled, method, model, version, shape, zoo.shape(name)[0]), payload, n)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
