@@ -145,7 +145,7 @@ def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: ch
     def jobs():
         for piece in pieces:
             pixels = np.array(piece.pixels(images.pixels, images.shape))  # a copy, so that the input's pages can go
-            offset = images.offset + piece.first * image_bytes + piece.top * image_bytes // images.shape[0]
+            offset = images.offset + piece.offset(images.shape)
             files.release(data, offset, offset + pixels.size)
             sent.append((len(pixels), chunks.pixel_sha(pixels), pixels.size))
             yield name, pixels, piece.shape(images.shape)

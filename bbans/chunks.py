@@ -96,6 +96,11 @@ class Piece:
     def shape(self, shape) -> tuple:
         return (self.rows, *shape[1:])
 
+    def offset(self, shape) -> int:
+        """Of its first pixel value in the images' pixels, in bytes."""
+        row = int(np.prod(shape[1:]))
+        return (self.first * shape[0] + self.top) * row
+
     def pixels(self, pixels: np.ndarray, shape) -> np.ndarray:
         """This piece of images (N, h w c)."""
         row = int(np.prod(shape[1:]))

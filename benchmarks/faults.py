@@ -56,10 +56,16 @@ def small_files() -> dict:
 def pixels_file(data: bytes, chunk_images: int = 1) -> bytes:
     """The file of images no model codes, with the classical codecs alone (bbans keeps so
     small a file as xz or stored, which are smaller)."""
+    return chunked_file(data, None, chunk_images)
+
+
+def chunked_file(data: bytes, name, chunk_images=None) -> bytes:
+    """The container of images coded chunk by chunk by model `name` (None: the classical
+    codecs alone), whatever xz or stored would make of the file."""
     images = formats.parse(data)
-    box = api._chunked(data, images, api._scan(data, images)[1], None, chunks.plan(len(images.pixels), images.shape, chunk_images), chunks.Workers(),
-                       api.no_progress)[0]
-    return box.to_bytes()
+    pieces = chunks.plan(len(images.pixels), images.shape, chunk_images)
+    return api._chunked(data, images, api._scan(data, images)[1], name, pieces, chunks.Workers(),
+                        api.no_progress)[0].to_bytes()
 
 
 def banded_file(data: bytes, name: str) -> bytes:
@@ -68,11 +74,9 @@ def banded_file(data: bytes, name: str) -> bytes:
     images = formats.parse(data)
     saved, chunks.CHUNK_BYTES = chunks.CHUNK_BYTES, chunks.BAND_STEP * images.pixels.shape[1] // images.shape[0]
     try:
-        box = api._chunked(data, images, api._scan(data, images)[1], name, chunks.plan(len(images.pixels), images.shape), chunks.Workers(),
-                           api.no_progress)[0]
+        return chunked_file(data, name)
     finally:
         chunks.CHUNK_BYTES = saved
-    return box.to_bytes()
 
 
 def image_bytes(pixels: np.ndarray, kind: str = "PNG") -> bytes:

@@ -5,7 +5,8 @@ image in FOLDER (default: scikit-image's bundled lossless RGB and RGBA samples, 
 'bbans[photos]'`), and with --cifar-mosaics three mosaics of CIFAR-10 test images, coded by
 `bbans compress` (the whole file counted) and by each classical codec on its pixels at its
 highest effort: JPEG-XL lossless effort 9, WebP lossless method 6 (RGB and RGBA), PNG level 9,
-and the default RGB model's message alone (in its tiles; bbans takes the smaller per chunk). Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
+and the default RGB model's message alone (in its tiles; bbans takes the smaller per chunk).
+Bytes, bits per sub-pixel, and bbans's megapixels/s both ways
 on one core; exits 1 if any photo came out larger than JPEG-XL's stream.
 """
 import argparse
@@ -83,7 +84,7 @@ def row(name: str, data: bytes, pixels: np.ndarray) -> dict:
         fits = codec != "webp lossless" or pixels.ndim == 3 and pixels.shape[2] in (3, 4)
         out[codec] = len(encode(pixels)) if fits else None
     # the default model's message alone, in its tiles, whichever codec took the photo
-    default = zoo.defaults(formats.parse(data).shape, False) if pixels.ndim == 3 and pixels.shape[2] == 3 else ()
+    default = zoo.defaults(pixels.shape, False) if pixels.ndim == 3 and pixels.shape[2] == 3 else ()
     out["model alone"] = len(messages.encode(default[0], pixels.reshape(1, -1), shape=pixels.shape)) if default else None
     return out
 

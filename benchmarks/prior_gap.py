@@ -26,18 +26,8 @@ BITS = 1 / math.log(2)
 
 @torch.no_grad()
 def layer_kls(name: str) -> list:
-    net = zoo.load_network(name).eval()
-    below = batch_images(held_out("mnist"), True, np.random.RandomState(0)).reshape(-1, 784)
-    zs, qs = [], []
-    for up in net.up:
-        mean, log_sigma = gaussian(up(below))
-        below = mean + log_sigma.exp() * torch.randn_like(mean)
-        zs.append(below)
-        qs.append(log_normal(below, mean, log_sigma))
-    top = gaussian(net.top(zs[-1])) if net.top is not None else (torch.zeros_like(zs[-1]),) * 2
-    ps = [log_normal(z, *gaussian(down(above))) for down, above, z in zip(net.down[1:], zs[1:], zs)]
-    ps.append(log_normal(zs[-1], *top))
-    return [float((q - p).mean()) * BITS for q, p in zip(qs, ps)]
+    x = batch_images(held_out("mnist"), True, np.random.RandomState(0))
+    return [float(kl.mean()) * BITS for kl in zoo.load_network(name).eval().layer_terms(x)[1]]
 
 
 @torch.no_grad()

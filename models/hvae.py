@@ -1,7 +1,8 @@
 """A VAE with a hierarchy of latent layers for binarized 28x28 images, made for Bit-Swap.
 
 Generative model, top-down: p(z_L) = N(0, I), or with `top_groups` an autoregressive flow
-prior (bbans.models.made), diagonal Gaussians p(z_i | z_i+1), Bernoulli pixels p(x | z_1). Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
+prior (bbans.models.made), diagonal Gaussians p(z_i | z_i+1), Bernoulli pixels p(x | z_1).
+Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
 Markov chain as well, each layer's pop and push can be interleaved (Kingma, Abbeel, Ho
 2019), so that coding starts with the bits of one layer, not of all of them.
 """
@@ -53,18 +54,24 @@ class HVAE(nn.Module):
     def elbo_terms(self, x):
         """(log p(x|z_1), log q(z|x) - log p(z)) per image in nats, z drawn from q: the
         second term is a one-sample estimate of the KL."""
+        rec, kls = self.layer_terms(x)
+        return rec, sum(kls)
+
+    def layer_terms(self, x):
+        """(log p(x|z_1), [log q(z_i|.) - log p(z_i|z_i+1) of each layer]) per image in nats,
+        z drawn from q: one-sample estimates of each layer's KL."""
         v = x.reshape(len(x), PIXELS).to(torch.get_default_dtype())
-        kl, zs, below = 0, [], v
+        zs, posteriors, below = [], [], v
         for net in self.up:
             mean, log_sigma = gaussian(net(below))
             below = mean + log_sigma.exp() * torch.randn_like(mean)
-            kl = kl + log_normal(below, mean, log_sigma)
+            posteriors.append(log_normal(below, mean, log_sigma))
             zs.append(below)
-        kl = kl - log_normal(zs[-1], *(gaussian(self.top(zs[-1])) if self.top else (torch.zeros_like(zs[-1]),) * 2))
-        for net, z, lower in zip(self.down[1:], zs[1:], zs):
-            kl = kl - log_normal(lower, *gaussian(net(z)))
+        top = gaussian(self.top(zs[-1])) if self.top is not None else (torch.zeros_like(zs[-1]),) * 2
+        priors = [log_normal(lower, *gaussian(net(z))) for net, z, lower in zip(self.down[1:], zs[1:], zs)]
+        priors.append(log_normal(zs[-1], *top))
         rec = -F.binary_cross_entropy_with_logits(self.down[0](zs[0]), v, reduction="none").sum(-1)
-        return rec, kl
+        return rec, [q - p for q, p in zip(posteriors, priors)]
 
     @torch.no_grad()
     def iw_log_likelihood(self, x, samples=1000, chunk=100):
@@ -88,6 +95,7 @@ class ExactHVAE:
         self.up = [exact_mlp(m, largest and largest[f"up.{i}"], PIXEL_GRIDS["bernoulli"] if i == 0 else LATENT_GRID)
                    for i, m in enumerate(net.up)]
         self.down = [exact_mlp(m, largest and largest[f"down.{i}"], LATENT_GRID) for i, m in enumerate(net.down)]
+        self.top = None  # z_L's prior N(0, I), or:
         if net.top is not None:
             self.top = exact_mlp(plain(net.top), largest and largest["top"], LATENT_GRID)
             self.top_groups = groups(net.latents[-1], net.config["top_groups"])

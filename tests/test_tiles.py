@@ -13,7 +13,7 @@ from PIL import Image
 from bbans import api, chunks, container, formats, messages, tiles
 from bbans.codecs import new_message
 from bbans.codecs.colour import lines
-from bbans.codecs.pixels import diagonals
+from bbans.codecs.pixels import wavefronts
 from bbans.codecs.vae import VAECodec
 from bbans.errors import BbansError
 from bbans.measure import npy_bytes
@@ -45,7 +45,7 @@ def test_the_lines_of_a_part_cover_it_once(valid):
 
 @pytest.mark.parametrize("valid", [(1, 1), (28, 3), (5, 28)])
 def test_the_diagonals_of_a_part_cover_it_once(valid):
-    covered = np.concatenate(diagonals(valid))
+    covered = np.concatenate(wavefronts(28, 1, valid))
     i, j = np.divmod(covered, 28)
     assert len(set(covered)) == len(covered) == valid[0] * valid[1] and (i < valid[0]).all() and (j < valid[1]).all()
 

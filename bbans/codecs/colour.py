@@ -12,7 +12,7 @@ after goes through the grids and tables of bbans.codecs.pixels.
 import numpy as np
 
 from bbans.codecs.core import Codec, affordable, bits_back, categorical, quantized_laplace
-from bbans.codecs.pixels import EXP, PARAM_GRID, SIGMOID, context_index
+from bbans.codecs.pixels import EXP, PARAM_GRID, SIGMOID, context_index, wavefronts
 
 CHANNELS = 3
 PER_CHANNEL = 5  # the first component's weight logit, two means (/ 256), two log-scales
@@ -85,11 +85,8 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
 def lines(side: int, valid=None) -> list:
     """The flat indices of the pixels of each line 2i + j = t of a side x side image, or
     of its top-left `valid` (height, width) alone (a tile at an image's edge: the rest is
-    padding, never coded; a part one pixel wide has no odd lines)."""
-    height, width = valid or (side, side)
-    rows, cols = np.divmod(np.arange(side * side), side)
-    order = np.where((rows < height) & (cols < width), 2 * rows + cols, -1)
-    return [idx for idx in (np.flatnonzero(order == t) for t in range(2 * height + width - 2)) if len(idx)]
+    padding, never coded)."""
+    return wavefronts(side, 2, valid)
 
 
 def colour_ar(model, features: np.ndarray, log_scale_range, valid=None) -> Codec:

@@ -62,16 +62,18 @@ def context_index(context, side: int = SIDE, valid=None) -> np.ndarray:
     return np.where((r >= 0) & (r < height) & (c >= 0) & (c < width), r * side + c, side * side)
 
 
-def diagonals(valid=None) -> list:
-    """The flat indices of the pixels of each anti-diagonal i + j = d of a 28x28 image (they
-    depend on earlier diagonals only), or of its top-left `valid` (height, width) alone."""
-    height, width = valid or (SIDE, SIDE)
-    rows, cols = np.divmod(np.arange(PIXELS), SIDE)
-    order = np.where((rows < height) & (cols < width), rows + cols, -1)
-    return [np.flatnonzero(order == d) for d in range(height + width - 1)]
+def wavefronts(side: int, slope: int, valid=None) -> list:
+    """The flat indices of the cells of each line slope i + j = t of a side x side grid, or
+    of its top-left `valid` (height, width) part alone, t in order: a cell's causal
+    neighbours lie on earlier lines. Empty lines are left out (a part one cell wide has
+    no odd lines of slope 2)."""
+    height, width = valid or (side, side)
+    rows, cols = np.divmod(np.arange(side * side), side)
+    order = np.where((rows < height) & (cols < width), slope * rows + cols, -1)
+    return [idx for idx in (np.flatnonzero(order == t) for t in range(slope * (height - 1) + width)) if len(idx)]
 
 
-DIAGONALS = diagonals()
+DIAGONALS = wavefronts(SIDE, 1)  # anti-diagonals i + j = d
 
 
 def laplace_mixture(weight: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> Codec:
@@ -103,7 +105,7 @@ def laplace_ar(model, features, valid=None):
     in one row, where a diagonal's context is a gather of whole rows); the coder gets
     each diagonal image by image. The Laplaces' parameters are asked for only where
     pixels are nonzero, which spares a model with a zero head most of its work."""
-    n, order = len(features), DIAGONALS if valid is None else diagonals(valid)
+    n, order = len(features), DIAGONALS if valid is None else wavefronts(SIDE, 1, valid)
     context = context_index(model.context, SIDE, valid).T
     columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, 784, n)
 

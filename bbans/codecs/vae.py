@@ -203,7 +203,7 @@ class BitSwapCodec(VAECodec):
         a time, each from an evaluation on the groups popped so far (the later ones' cells
         are zero then, and the outputs do not depend on them)."""
         width = self.model.latents[-1]
-        if getattr(self.model, "top", None) is None:
+        if self.model.top is None:
             return self.buckets.prior((n, width))
         groups = self.model.top_groups
 
