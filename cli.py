@@ -115,6 +115,9 @@ def main():
               help="With --full-figures: importance samples per image for the NLL bound (0: no NLL).")
 @click.option("--nll-images", default=500, show_default=True,
               help="With --full-figures: evenly spaced images the NLL bound is computed on (0: all).")
+@click.option("--model-only", is_flag=True,
+              help="Code every chunk with the model, even where a classical codec would be smaller (to set what the "
+                   "model codes beside its NLL or -ELBO).")
 @WORKERS
 @click.option("--chunk-images", type=click.IntRange(1),
               help="Images per independently decodable chunk (default: 7.8 MB of pixels, 10,000 28x28 images; "
@@ -122,15 +125,15 @@ def main():
 @SCHEDULER
 @QUIET
 @JSON
-def compress(file, output, force, model, full_figures, nll_samples, nll_images, workers, chunk_images, scheduler, quiet,
-             as_json):
+def compress(file, output, force, model, full_figures, nll_samples, nll_images, model_only, workers, chunk_images,
+             scheduler, quiet, as_json):
     """Compress FILE: images (npy, idx, PGM, PPM, PNG) chunk by chunk with a model (grey or RGB, any size, in
     its tiles) or a classical image codec, whichever is smaller; a JPEG recoded by JPEG-XL; anything else with
     xz, or stored as it is. A folder's files go one by one into one FILE.bbans."""
     with Progress(not (quiet or as_json)) as progress:
         report = bbans.compress_file(file, output, model=model, force=force, workers=workers, chunk_images=chunk_images,
                                      scheduler=scheduler, full_figures=full_figures, nll_samples=nll_samples,
-                                     nll_images=nll_images, progress=progress)
+                                     nll_images=nll_images, progress=progress, model_only=model_only)
     r = dict(report.details, wall_seconds=time.perf_counter() - STARTED)
     line = (f"{file} -> {r['output']}: {r['method']}" + (f" ({r['model']})" if r["model"] else "")
             + f", {r['original_bytes']} -> {r['compressed_bytes']} bytes, {r['bits_per_dim']:.4f} bits/dim")
@@ -156,7 +159,10 @@ def model_figures(r: dict) -> str:
         return (f"model cost {r['model_bits_per_dim']:.4f}: codes {r['latent_bits_per_dim']:.4f}, "
                 f"pixels {r['pixel_bits_per_dim']:.4f}")
     if "neg_elbo_bits_per_dim" not in r:
-        return ""
+        if "nll_bits_per_dim" not in r:
+            return ""
+        tested = f"; its test-set NLL {r['test_nll_bits_per_dim']:.4f}" if "test_nll_bits_per_dim" in r else ""
+        return f"model NLL {r['nll_bits_per_dim']:.4f}" + ("" if r["figures"] == "full" else f" as coded{tested}")
     if r["figures"] == "full":
         nll = f", NLL {r['nll_bits_per_dim']:.4f} on {r['nll_images']} images" if "nll_bits_per_dim" in r else ""
         return f"model -ELBO {r['neg_elbo_bits_per_dim']:.4f}{nll}"
@@ -244,7 +250,7 @@ def models(as_json):
 @click.option("--epochs", type=int, help="Override the recipe's number of epochs.")
 @click.option("--threads", default=1, show_default=True, help="torch threads.")
 @click.option("--resume", is_flag=True, help="Go on from the checkpoint of an unfinished run (the .ckpt file beside "
-                                             "the weights).")
+                                             "the weights), or extend a finished run to --epochs from its weights.")
 @click.option("--nll-samples", type=int, help="Importance samples for the card's NLL (default: the recipe's, else 1,000).")
 @click.option("--nll-images", type=int, help="Test images for the card's NLL (default: the recipe's, else all 10,000).")
 def train(name, data, arch, output, device, epochs, threads, resume, nll_samples, nll_images):

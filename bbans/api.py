@@ -119,11 +119,11 @@ def _as_bytes(method: str, data):
 
 def _encode_job(job):
     """(codec, payload, costs) of one chunk: the model's message (where there is a model),
-    or a classical codec's where that is smaller (bbans.classical)."""
-    name, pixels, shape = job
+    or a classical codec's where that is smaller (bbans.classical) and not `model_only`."""
+    name, pixels, shape, model_only = job
     costs = Counter()
-    return *classical.choose(pixels, shape, messages.encode(name, pixels, costs=costs, shape=shape) if name else None), \
-        costs
+    message = messages.encode(name, pixels, costs=costs, shape=shape) if name else None
+    return *((0, message) if model_only and name else classical.choose(pixels, shape, message)), costs
 
 
 def _header(name):
@@ -134,9 +134,11 @@ def _header(name):
     return messages.METHODS[zoo.kind(name)], messages.fingerprint(name), bytes.fromhex(messages.load(name)[1])[:16]
 
 
-def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: chunks.Workers, progress):
+def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: chunks.Workers, progress,
+             model_only: bool = False):
     """The container of images coded chunk by chunk (chunks.Piece each) with model `name`
-    (None: with the classical codecs alone), its coding time and figures."""
+    (None: with the classical codecs alone; `model_only`: with the model even where a
+    classical codec is smaller), its coding time and figures."""
     n, image_bytes = len(images.pixels), images.pixels.shape[1]
     workers.ready()
     start = time.perf_counter()
@@ -148,7 +150,7 @@ def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: ch
             offset = images.offset + piece.offset(images.shape)
             files.release(data, offset, offset + pixels.size)
             sent.append((len(pixels), chunks.pixel_sha(pixels), pixels.size))
-            yield name, pixels, piece.shape(images.shape)
+            yield name, pixels, piece.shape(images.shape), model_only
 
     parts, done, bits, costs, used = [], 0, 0, Counter(), Counter()
     for codec, message, cost in workers.map(_encode_job, jobs()):
@@ -166,22 +168,22 @@ def _chunked(data, images: formats.Images, sha: bytes, name, pieces, workers: ch
     return Container(method, images.layout, len(data), sha, n, zoo.recorded(name) if name else "", model_hash, mark,
                      images.meta,
                      chunks.pack(parts)), seconds, dict(figures, chunk_codecs=dict(used),
-                                                        warnings=_warnings(name, used, figures) if name else [])
+                                                        warnings=_warnings(name, used, figures, model_only) if name else [])
 
 
-def _warnings(name: str, used: Counter, figures: dict) -> list:
+def _warnings(name: str, used: Counter, figures: dict, model_only: bool) -> list:
     """What a user of model `name` should know: chunks it coded larger than a classical
     codec (they went to that codec), and a rate far above its rate on its test set."""
     out, elsewhere = [], {codec: count for codec, count in used.items() if codec != name}
     if elsewhere:
         out.append(f"model {name} coded {sum(elsewhere.values())} of {sum(used.values())} chunks larger than a "
                    f"classical codec, which took them instead ({', '.join(f'{k} to {c}' for c, k in elsewhere.items())})")
-    rate = figures.get("neg_elbo_bits_per_dim", figures.get("model_bits_per_dim"))
-    tested = figures.get("test_neg_elbo_bits_per_dim", figures.get("test_model_bits_per_dim"))
+    rate, tested = (next((figures[p + k] for k in ("neg_elbo_bits_per_dim", "model_bits_per_dim", "nll_bits_per_dim")
+                          if p + k in figures), None) for p in ("", "test_"))
     if rate and tested and rate > FAR * tested:
         out.append(f"model {name} codes this input at {rate:.3f} bits/dim, {rate / tested:.1f} times its rate on its "
                    f"test set ({tested:.3f}): the input is probably not what it was trained on"
-                   + ("" if elsewhere else "; it still coded every chunk smaller than the classical codecs"))
+                   + ("" if elsewhere or model_only else "; it still coded every chunk smaller than the classical codecs"))
     return out
 
 
@@ -190,7 +192,7 @@ def no_progress(done: int, total: int, bits: int, dims: int):
 
 
 def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=None, chunk_images=None,
-             workers=1, scheduler=None, progress=no_progress):
+             workers=1, scheduler=None, progress=no_progress, model_only=False):
     """(container bytes, report) for the file `data` (bytes, or a memory map of a large
     file: it is read a chunk at a time). `model` forces a model of the zoo for image
     input. The report gives the model's figures on the input as the coder found them
@@ -203,25 +205,29 @@ def compress(data, model=None, full_figures=False, nll_samples=100, nll_images=N
     of other sizes go to the models in their tiles, images with alpha to the classical
     codecs alone. `chunk_images` None: chunks of 7.8 MB of pixels (10,000 28x28 images),
     an image larger than that in bands of rows. After each chunk `progress(images done,
-    images, bits so far, pixels done)` is called."""
+    images, bits so far, pixels done)` is called. `model_only`: every chunk in the model's
+    message, however large, to set what the model codes beside its figures."""
     if chunk_images is not None and chunk_images < 1:
         raise BbansError("the chunk size must be at least one image")
     model = zoo.model_name(model) if model else None
     images = formats.parse(data)
-    if model and images is None:
-        raise BbansError(f"--model {MODEL_ONLY}; this is not one")
+    if (model or model_only) and images is None:
+        raise BbansError(f"--model{'-only' if model_only else ''} {MODEL_ONLY}; this is not one")
     candidates, name, count = [], None, 0
     if images is not None:
         binary, sha = _scan(data, images)
         name = pick_model(binary, model, lambda: _probe(images), images.shape)
+        if model_only and name is None:
+            raise BbansError(f"--model-only: no model of the zoo codes images of {'x'.join(map(str, images.shape))} "
+                             "(height x width x channels)")
         pieces = chunks.plan(len(images.pixels), images.shape, chunk_images)
         count = len(pieces)
         with chunks.Workers(workers, scheduler, count, functools.partial(messages.load, name) if name else None) as pool:
-            candidates.append(_chunked(data, images, sha, name, pieces, pool, progress))
-    if images is None or (not model and len(data) <= COMPARE_LIMIT):
+            candidates.append(_chunked(data, images, sha, name, pieces, pool, progress, model_only))
+    if images is None or (not (model or model_only) and len(data) <= COMPARE_LIMIT):
         candidates += filter(None, (_as_bytes(method, data) for method in ("xz", "jpeg-recoded")))
     blob, box, seconds, coded = min(((c.to_bytes(), c, s, f) for c, s, f in candidates), key=lambda e: len(e[0]))
-    if not model and len(blob) > len(data) + STORED_HEADER:  # nothing shrinks it: stored as it is
+    if not (model or model_only) and len(blob) > len(data) + STORED_HEADER:  # nothing shrinks it: stored as it is
         box, seconds, coded = _as_bytes("stored", data)
         blob = box.to_bytes()
     warnings = coded.pop("warnings", [])

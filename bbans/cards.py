@@ -111,7 +111,7 @@ def measured(name: str, images, nll_samples, nll_images, data: str, test_data: s
     saved = torch.load(zoo.weights_file(name), weights_only=True)
     history = saved["history"]
     codec = is_codec(name)
-    blob, report = api.compress(npy_bytes(images), model=name) if codec else (None, None)
+    blob, report = api.compress(npy_bytes(images), model=name, model_only=True) if codec else (None, None)
     fig = figures(name, pixels, nll_samples=nll_samples, nll_images=nll_images)
     return dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
@@ -155,7 +155,7 @@ def save(card: dict):
 def markdown(c: dict) -> str:
     metric = next(k for k in c["curve"][0] if k in CURVE_LABELS)
     model_kind = c.get("kind") or kind(c["name"])  # a model file's card names its kind
-    flow = model_kind not in zoo.EXACT
+    flow, codec = model_kind in zoo.FLOWS, model_kind in zoo.EXACT
     label = "NLL" if flow else CURVE_LABELS[metric]
     curve = "\n".join(f"| {h['epoch']} | {h['minutes']} | {h[metric]} |" for h in c["curve"]
                       if flow or h["epoch"] % 5 == 0 or h["epoch"] in (1, c["epochs"]))
@@ -178,8 +178,8 @@ def markdown(c: dict) -> str:
 - Training time: {c['training_minutes']} minutes for {c['epochs']} epochs on this project's 2-core CPU
   (one torch thread, sharing the machine with other work). Reproduce: `{c.get('reproduce', 'bbans train ' + c['name'])}`.
 - Test data: {c['test_data']}.
-- {'A flow has no codec: `bbans evaluate` shows its figures beside the codecs.' if flow else
-   f'Speed on one core: {speed}.'}
+- {f'Speed on one core: {speed}.' if codec else
+   'A flow without a codec: `bbans evaluate` shows its figures beside the codecs.'}
 {notes}
 | figure (bits/dim, test set) | value |
 | --- | --- |

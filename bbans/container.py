@@ -31,7 +31,8 @@ then the payload. Every integer is big-endian; no pickle, no paths.
     payload      xz: the compressed file; stored: the file; jpeg-recoded: the CRC-32 of
                  the JPEG-XL stream, then the stream; folder: its files' containers. Images': chunks (bbans.chunks),
                  each a classical codec's stream or a model's message: the ANS stack as
-                 u32 words, for a VQ-VAE after a u64 count of the bits its codes take.
+                 u32 words, for a VQ-VAE after a u64 count of the bits its codes take
+                 (bbans-flow: RealNVP's integer flow, from version 9 on).
                  Version 1: one BB-ANS VAE message, no chunk table.
 """
 import hashlib
@@ -42,11 +43,11 @@ from bbans.codecs.vae import VERSION
 from bbans.errors import BbansError
 
 MAGIC = b"BBANS"
-METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored", "pixels", "jpeg-recoded", "folder")
+METHODS = ("xz", "bbans-vae", "bbans-vq", "bbans-bitswap", "stored", "pixels", "jpeg-recoded", "folder", "bbans-flow")
 BYTE_METHODS = ("xz", "stored", "jpeg-recoded", "folder")  # of what is not images: no model, layout "bytes"
 UNMODELLED = BYTE_METHODS + ("pixels",)  # the methods without a model
 LAYOUTS = ("bytes", "npy", "idx", "pgm", "png", "ppm")
-SINCE = {"bbans-bitswap": 3, "stored": 6, "pixels": 7, "jpeg-recoded": 7, "folder": 7, "ppm": 7}  # the version that brought a method or layout
+SINCE = {"bbans-bitswap": 3, "stored": 6, "pixels": 7, "jpeg-recoded": 7, "folder": 7, "ppm": 7, "bbans-flow": 9}  # the version that brought a method or layout
 FIXED = struct.Struct(">5sBBBQ32sI16s")  # magic .. model hash, in every version
 FINGERPRINT = 16  # bytes, from version 2 on
 LENGTHS = struct.Struct(">BH")  # of the model name and the meta

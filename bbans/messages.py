@@ -10,13 +10,15 @@ import numpy as np
 
 from bbans import container, formats, tiles
 from bbans.codecs.core import check_used_up, new_message
+from bbans.codecs.flow import FlowCodec
 from bbans.codecs.vae import BitSwapCodec, VAECodec
 from bbans.codecs.vq import VQCodec
 from bbans.container import Container
 from bbans.errors import BbansError
 from bbans.models import zoo
 
-METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq", "hvae": "bbans-bitswap", "colour": "bbans-vae"}  # by kind
+METHODS = {"vae": "bbans-vae", "vqvae": "bbans-vq", "hvae": "bbans-bitswap", "colour": "bbans-vae",
+           "realnvp": "bbans-flow"}  # by kind
 LATENT_BITS = struct.Struct(">Q")  # ahead of a VQ-VAE message: the bits its codes take
 
 
@@ -44,10 +46,12 @@ def fingerprint(name: str, version: int = container.VERSION) -> bytes:
     """What this environment's model NAME makes of the probe in format `version`: the
     first half of the SHA-256 of the coder's output (from version 3 on, after the version
     byte, so that a changed version byte is caught even where the coding is the same). It
-    differs wherever the probabilities do."""
+    differs wherever the probabilities do. A flow's adds the hash of its tables (built with
+    the platform's libm), every entry of which the probe does not reach."""
     prefix = bytes([version]) if version > 2 else b""
     x = probe(zoo.recipe(name)["binarized"], zoo.shape(name))
-    return hashlib.sha256(prefix + encode(name, x, version)).digest()[:16]
+    tables = getattr(load(name, version)[0], "digest", b"")
+    return hashlib.sha256(prefix + encode(name, x, version) + tables).digest()[:16]
 
 
 def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, costs: Counter = None,
@@ -69,6 +73,8 @@ def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cost
         if costs is not None:
             costs.update(latent_bits=latent_bits, bits=32 * len(words))
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
+    if zoo.kind(name) == "realnvp":
+        return FlowCodec(model).encode(pixels, costs).astype("<u4").tobytes()
     return _vae_codec(method, model, version).encode(pixels, costs).astype("<u4").tobytes()
 
 
@@ -76,11 +82,14 @@ def coder_figures(name: str, costs: Counter, dims: int) -> dict:
     """The model's figures on the input as the coder found them, at no extra cost: a
     VAE's -ELBO (one sample of z per image, on the coder's grid, with its networks on
     integers; the first images of each chunk left out, which pop nothing), a VQ-VAE's
-    cost and its parts (the whole message); and, for comparison, the figures of the
+    cost and its parts (the whole message), a flow's NLL (its density at the coder's
+    dequantization, the first images left out); and, for comparison, the figures of the
     model's card on its test set."""
     if "latent_bits" in costs:
         out = dict(model_bits_per_dim=costs["bits"] / dims, latent_bits_per_dim=costs["latent_bits"] / dims,
                    pixel_bits_per_dim=(costs["bits"] - costs["latent_bits"]) / dims)
+    elif costs["images"] and zoo.kind(name) in zoo.FLOWS:
+        out = dict(nll_bits_per_dim=costs["bits"] / costs["dims"], nll_images=costs["images"])
     elif costs["images"]:
         out = dict(neg_elbo_bits_per_dim=costs["bits"] / costs["dims"], elbo_images=costs["images"])
     else:
@@ -95,6 +104,8 @@ def decode(method: str, name: str, payload: bytes, n: int, version: int, shape=N
     model, _ = load(name, version)
     if shape is not None and tuple(shape) != tuple(zoo.shape(name)):
         return _decode_words(functools.partial(_untiled, method, model, version, shape, zoo.shape(name)[0]), payload, n)
+    if method == "bbans-flow":
+        return _decode_words(FlowCodec(model).decode, payload, n)
     if method != "bbans-vq":
         return _decode_words(_vae_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:

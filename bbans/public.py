@@ -98,7 +98,7 @@ def _output(output, force: bool, default: Path) -> Path:
 def compress_file(path, output=None, *, model: Optional[str] = None, force: bool = False, workers: int = 1,
                   chunk_images: Optional[int] = None, scheduler: Optional[str] = None, full_figures: bool = False,
                   nll_samples: int = 100, nll_images: Optional[int] = None,
-                  progress: Optional[Callable[[int, int, int, int], None]] = None) -> Report:
+                  progress: Optional[Callable[[int, int, int, int], None]] = None, model_only: bool = False) -> Report:
     """Compresses the file at `path` to `output` (default: path + ".bbans"), as `bbans
     compress` does: npy, idx, PGM, PPM or PNG files of 28x28 grey or 32x32 RGB images with
     a model of the zoo (or `model`, a model's name or a model file), images of other
@@ -106,12 +106,13 @@ def compress_file(path, output=None, *, model: Optional[str] = None, force: bool
     with xz. The output is written whole or not at all. `full_figures`: the float model's
     -ELBO and NLL bound on these images (nll_samples importance samples each on
     nll_images of them, default all), at several times the coding time. After each chunk,
-    progress(images done, images, bits so far, pixels done). A folder is compressed file
+    progress(images done, images, bits so far, pixels done). `model_only`: every chunk
+    with the model, even where a classical codec is smaller. A folder is compressed file
     by file into one .bbans file (bbans.folders), without progress."""
     path = Path(path)
     output = _output(output, force, path.with_name(path.name + SUFFIX))
     options = dict(model=model, full_figures=full_figures, nll_samples=nll_samples, nll_images=nll_images,
-                   chunk_images=chunk_images, workers=workers, scheduler=scheduler)
+                   chunk_images=chunk_images, workers=workers, scheduler=scheduler, model_only=model_only)
     if path.is_dir():
         blob, r = folders.compress(path, **options)
     else:

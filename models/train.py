@@ -15,9 +15,10 @@ from tqdm import tqdm
 from bbans.errors import BbansError
 from bbans.models.data import load_images
 from bbans.models.intnet import calibrate
-from bbans.models.zoo import ARCHS, INTEGER, ZOO, is_codec, kind, shape, weights_path
+from bbans.models.zoo import ARCHS, FLOWS, INTEGER, ZOO, kind, shape, weights_path
 
 EVAL_IMAGES = 2000
+EXTEND_LR = 0.3  # a run that extends a finished one peaks at this fraction of the recipe's learning rate
 CALIBRATION_IMAGES = 10_000
 
 
@@ -104,14 +105,33 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     data set, or on `images` (N, height, width[, channels]) uint8 of its shape from
     `source` (own_split; the file then holds the recipe too, a model of its own, as
     bbans.models.zoo.from_file reads it). With `resume`, goes on from the checkpoint beside
-    `out` (same recipe and epochs); `device` is torch's; `bar` draws a progress bar."""
+    `out` (same recipe and epochs), or, where a run at `out` finished fewer `epochs`, from
+    its weights for the epochs still to go: a fresh learning-rate cycle over them (peak
+    EXTEND_LR of the recipe's), seeded by the epoch it starts at. `device` is torch's; `bar`
+    draws a progress bar."""
     recipe = ZOO[name]
     epochs = epochs or recipe["epochs"]
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BbansError(f"--device {device}: torch sees no CUDA GPU here")
+    path = out or weights_path(name)
+    state_path = path.with_suffix(".ckpt")
+    state, finished, begin = None, None, 0  # begin: the epoch this run's schedule starts at
+    if resume and state_path.exists():
+        state = torch.load(state_path, weights_only=True, map_location=device)
+        if state["epochs"] != epochs:
+            raise BbansError(f"{state_path} is a run of {state['epochs']} epochs, not {epochs}")
+        begin = state.get("begin", 0)
+    elif resume:
+        finished = torch.load(path, weights_only=True) if path.exists() else None
+        if finished is None or finished["history"][-1]["epoch"] >= epochs:
+            raise BbansError(f"no checkpoint at {state_path} to resume from, nor a finished run of fewer than {epochs} "
+                             f"epochs at {path} to extend")
+        begin = finished["history"][-1]["epoch"]
+        if begin != int(begin):
+            raise BbansError(f"{path} stopped inside epoch {begin}: only a run of whole epochs is extended")
     torch.set_num_threads(threads)
-    torch.manual_seed(recipe["seed"])
-    rng = np.random.RandomState(recipe["seed"])
+    torch.manual_seed(recipe["seed"] + begin)
+    rng = np.random.RandomState(recipe["seed"] + begin)
     own = None
     if images is None:
         train_set, test = load_images(recipe["data"], "train"), held_out(recipe["data"])
@@ -120,18 +140,17 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     vae = ARCHS[kind(name)](**recipe["arch"]).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=recipe["lr"])
     per_epoch = len(train_set) // recipe["batch"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"], total_steps=epochs * per_epoch, pct_start=0.02)
-    path = out or weights_path(name)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"] * (EXTEND_LR if begin else 1),
+                                                total_steps=(epochs - begin) * per_epoch, pct_start=0.02)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state_path = path.with_suffix(".ckpt")
-    half = is_codec(name)
+    half = kind(name) not in FLOWS
     history, start, first = [], time.time(), 0
-    if resume:
-        if not state_path.exists():
-            raise BbansError(f"no checkpoint at {state_path} to resume from")
-        state = torch.load(state_path, weights_only=True, map_location=device)
-        if state["epochs"] != epochs:
-            raise BbansError(f"{state_path} is a run of {state['epochs']} epochs, not {epochs}")
+    if finished:
+        vae.load_state_dict(finished["state_dict"])
+        history, first = finished["history"], begin
+        start -= 60 * history[-1]["minutes"]
+        log(f"extending {name} from epoch {begin} to {epochs}")
+    if state:
         for part, saved in ((vae, "model"), (opt, "optimizer"), (sched, "schedule")):
             part.load_state_dict(state[saved])
         kind_, keys, *rest = state["numpy_rng"]
@@ -153,14 +172,14 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
         save(vae, history, path, half, calibration(name, vae, train_set) if kind(name) in INTEGER else None, own)
         if step % per_epoch == 0:
             tmp = state_path.with_suffix(".tmp")
-            torch.save({"epochs": epochs, "epoch": step // per_epoch, "history": history, "model": vae.state_dict(),
-                        "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+            torch.save({"epochs": epochs, "begin": begin, "epoch": step // per_epoch, "history": history,
+                        "model": vae.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                         "numpy_rng": numpy_state(rng), "torch_rng": torch.get_rng_state()}, tmp)
             os.replace(tmp, state_path)
         say(json.dumps(history[-1]))
 
     # stop_epoch: where a run was cut short of its schedule (the learning rate follows `epochs`)
-    stop, step = round(recipe.get("stop_epoch", epochs) * per_epoch), first * per_epoch
+    stop, step = round((epochs if begin else recipe.get("stop_epoch", epochs)) * per_epoch), first * per_epoch
     for epoch in range(first, epochs):
         order = rng.permutation(len(train_set))
         vae.train()

@@ -10,6 +10,7 @@ import torch
 
 from bbans.errors import BbansError
 from bbans.models.colour import ColourVAE, ExactColourVAE
+from bbans.models.exact_flow import ExactRealNVP
 from bbans.models.flows import FFJORD, RealNVP, bits_per_dim, dequantize
 from bbans.models.hvae import HVAE, ExactHVAE
 from bbans.models.vae import PIXELS, VAE, ExactVAE
@@ -22,7 +23,8 @@ CONTEXT_9 = [[0, -1], [-1, 0], [-1, -1], [0, -2], [-2, 0], [-2, 1], [1, -2], [-1
 LAPLACE_VAE = dict(likelihood="laplace_ar", hidden=512, latent=50, features=4, head_hidden=32, context=CONTEXT_9)
 RECIPE_8BIT = dict(binarized=False, batch=128, lr=1e-3, warmup=5, seed=0)
 ARCHS = {"vae": VAE, "vqvae": VQVAE, "hvae": HVAE, "colour": ColourVAE, "realnvp": RealNVP, "ffjord": FFJORD}
-EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE, "colour": ExactColourVAE}
+EXACT = {"vae": ExactVAE, "vqvae": ExactVQVAE, "hvae": ExactHVAE, "colour": ExactColourVAE, "realnvp": ExactRealNVP}
+FLOWS = ("realnvp", "ffjord")  # exact-likelihood models: their figure is the NLL
 INTEGER = ("vae", "hvae", "colour")  # kinds whose MLPs can run on integers
 TILED = ("vae", "hvae", "colour")  # kinds that code images of any size in tiles of their shape (bbans.tiles)
 ZOO = {
@@ -163,7 +165,8 @@ def card(name: str) -> dict:
 
 
 def kind(name: str) -> str:
-    """"vae", "vqvae", "hvae", "colour" (codecs), "realnvp" or "ffjord" (flows)."""
+    """"vae", "vqvae", "hvae", "colour" (bits-back codecs), "realnvp" (a flow with a codec) or
+    "ffjord" (a flow without)."""
     return recipe(name).get("kind", "vae")
 
 
@@ -244,7 +247,7 @@ def figures(name: str, pixels, nll_samples=100, nll_images=None, batch=500, seed
     dims = pixels.size
     if kind(name) == "vqvae":
         return vq_figures(load_network(name), tensors(pixels, batch), dims)
-    if not is_codec(name):
+    if kind(name) in FLOWS:
         return flow_figures(load_network(name), pixels, seed)
     vae = load_network(name)
     torch.manual_seed(seed)

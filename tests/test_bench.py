@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from bbans import bench, measure
-from bbans.models import intnet
+from bbans.models import intnet, zoo
 from bbans.cli import main
 
 IMAGE_ROWS = [f"{name} ({layout})" for name in bench.IMAGE_FORMATS for layout in ("per image", "one image")]
@@ -49,7 +49,7 @@ def test_models_fit_by_data_set_and_binarization():
     assert bench.fitting_models("mnist-binarized") == [
         "hvae-binary", "vae-binary", "vae-binary-fast", "hvae-binary-maf"]  # default first
     assert bench.fitting_models("mnist") == [
-        "vae-8bit-sparse-wide", "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vqvae-8bit"]
+        "vae-8bit-sparse-wide", "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vqvae-8bit", "realnvp"]
     assert bench.fitting_models("fashion-mnist") == ["vae-fashion"]
 
 
@@ -149,3 +149,15 @@ def test_cifar_10_gets_bbans_with_its_model_and_every_classical_codec_in_colour(
     assert bbans_row["bits_per_dim"] <= min(classical) + 8 * 300 / r["dims"]  # the best of them and bbans's framing
     mosaic = bench.mosaic(bench.test_images("cifar-10", 5))
     assert mosaic.shape == (64, 96, 3) and (bench.tiles(mosaic, (5, 32, 32, 3)) == bench.test_images("cifar-10", 5)).all()
+
+
+def test_a_flows_row_is_its_own_coding_beside_its_nll(data):
+    """RealNVP's row codes every image with the flow (never xz), and its model cost is its
+    NLL on these images."""
+    images = measure.mnist_test("mnist", 6)
+    row = bench.bbans_row(images, "realnvp")
+    assert BBANS_KEYS <= row.keys() and row["model_bits_per_dim"] == row["nll_bits_per_dim"]
+    assert row["card_nll_bits_per_dim"] == zoo.card("realnvp")["test_nll_bits_per_dim"]
+    # six images: mostly start-up, far above the NLL, and above xz, which the row does not take
+    assert row["bits_per_dim"] > row["nll_bits_per_dim"] and row["bits_per_dim"] > 8 * len(
+        bench.BYTE_CODECS["xz -9e"][0](images.tobytes())) / images.size

@@ -11,7 +11,7 @@ def files(data):
 
 
 @pytest.mark.parametrize("name", ["vae-binary", "hvae-binary", "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vqvae-8bit",
-                                  "vae-cifar", "mixed chunks", "pixels npy", "pixels png", "pixels ppm", "jpeg-recoded", "xz",
+                                  "realnvp", "vae-cifar", "mixed chunks", "pixels npy", "pixels png", "pixels ppm", "jpeg-recoded", "xz",
                                   "stored", "folder"])
 def test_every_bad_variant_is_refused(files, name):
     for fault, bad in cases(files[name], payload_step=97).items():

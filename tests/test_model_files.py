@@ -1,6 +1,7 @@
 """Models of a user's own images (`bbans train --data`): the tiles they train on, the model
 file and its card, coding with it, and files made with it refused without it."""
 import json
+import shutil
 
 import imagecodecs
 import numpy as np
@@ -104,6 +105,24 @@ def test_a_run_resumes_from_its_checkpoint(tmp_path):
     assert all(torch.equal(resumed[k], whole[k]) for k in whole)  # as if never stopped
     with pytest.raises(BbansError, match="no checkpoint"):
         train("vae-cifar", epochs=2, out=out, images=images, source="test", resume=True)
+
+
+def test_a_finished_run_extends_to_more_epochs(tmp_path):
+    """A finished run goes on from its weights, seeded by the epoch it starts at: twice the
+    same extension, the same weights."""
+    images = smooth(100, 32, 32)
+    out = tmp_path / "run.pt"
+    train("vae-cifar", epochs=1, out=out, images=images, source="test", log=lambda line: None)
+    first = torch.load(out, weights_only=True)
+    shutil.copy(out, tmp_path / "again.pt")
+    lines = []
+    _, history = train("vae-cifar", epochs=2, out=out, images=images, source="test", log=lines.append, resume=True)
+    assert lines[0] == "extending vae-cifar from epoch 1 to 2" and [h["epoch"] for h in history] == [1, 2]
+    assert history[0] == first["history"][0] and not out.with_suffix(".ckpt").exists()
+    train("vae-cifar", epochs=2, out=tmp_path / "again.pt", images=images, source="test", log=lines.append, resume=True)
+    extended, again = (torch.load(p, weights_only=True)["state_dict"] for p in (out, tmp_path / "again.pt"))
+    assert all(torch.equal(extended[k], again[k]) for k in again)
+    assert not all(torch.equal(extended[k], first["state_dict"][k]) for k in again)
 
 
 def test_too_few_images_are_refused(tmp_path):

@@ -38,8 +38,9 @@ from bbans.codecs.pixels import EXP, PARAM_GRID, PIXELS, SIDE, SIGMOID, binary, 
 
 # The format version the container writes: the newest way of coding (versions 6 and 7
 # code as 5 does; their containers add the methods "stored", then "pixels"; version 8 adds
-# images of other sizes, in a model's tiles, and large images in bands: bbans.tiles).
-VERSION = 8
+# images of other sizes, in a model's tiles, and large images in bands: bbans.tiles;
+# version 9 the method "bbans-flow", bbans.codecs.flow).
+VERSION = 9
 
 
 def batch_schedule(n: int, largest: int, fraction: float, before: int = 0):
