@@ -92,7 +92,8 @@ def test_container_round_trip_and_errors():
                               b"payload")
     blob = box.to_bytes()
     assert container.read(blob) == box
-    for bad, message in [(b"XBANS" + blob[5:], "not a .bbans"), (blob[:5] + b"\x09" + blob[6:], "version 9"),
+    for bad, message in [(b"XBANS" + blob[5:], "not a .bbans"), (blob[:5] + bytes([container.VERSION + 1]) + blob[6:],
+                                                                 f"version {container.VERSION + 1}"),
                          (blob[:40], "too short"), (blob[:len(blob) - len(box.payload) - 1], "truncated")]:
         with pytest.raises(container.FormatError, match=message):
             container.read(bad)
@@ -108,12 +109,14 @@ def test_version_1_containers_are_still_read():
 
 
 def test_a_method_is_refused_in_versions_before_it_existed():
-    """Bit-Swap files came with version 3, stored ones with version 6: a header that
-    claims one in an earlier version (one flipped bit of the version byte) is corrupt."""
+    """Bit-Swap files came with version 3, stored ones with version 6, flow ones with 9: a
+    header that claims one in an earlier version (one flipped bit of the version byte) is corrupt."""
     stored = api.compress(bytes((i * 167 + 13) % 256 for i in range(200)))[0]
     bitswap = container.Container("bbans-bitswap", "npy", 123, b"s" * 32, 2, "hvae-binary", b"h" * 16, b"f" * 16,
                                   b"meta", b"payload").to_bytes()
-    for blob, versions in ((stored, range(1, 6)), (bitswap, (1, 2))):
+    flow = container.Container("bbans-flow", "npy", 123, b"s" * 32, 2, "realnvp", b"h" * 16, b"f" * 16, b"meta",
+                               b"payload").to_bytes()
+    for blob, versions in ((stored, range(1, 6)), (bitswap, (1, 2)), (flow, range(1, 9))):
         assert container.read(blob).version == container.VERSION
         for version in versions:
             with pytest.raises(container.FormatError, match="unknown method"):
