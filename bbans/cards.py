@@ -124,7 +124,7 @@ def measured(name: str, images, nll_samples, nll_images, data: str, test_data: s
         **(dict(test_bbans_bits_per_dim=round(report["bits_per_dim"], 5),
                 test_compressed_bytes=report["compressed_bytes"]) if codec else {}),
         **(other_priors(name, pixels, blob) if kind(name) == "vqvae" else {}),
-        curve=history)
+        **({"reproduce": recipe["reproduce"]} if "reproduce" in recipe else {}), curve=history)
 
 
 def measure_speed(name: str) -> dict:

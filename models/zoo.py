@@ -82,6 +82,7 @@ ZOO = {
     "realnvp": dict(
         kind="realnvp", arch=dict(scales=2, hidden=[16, 32, 64], blocks=1, alpha=0.05),
         data="mnist", binarized=False, epochs=12, batch=64, lr=1e-3, seed=0, clip=100.0, curve_every=300,
+        reproduce="bbans train realnvp; bbans train realnvp --epochs 24 --resume",  # 12 epochs, extended by 12
         summary="Multi-scale RealNVP, two scales of affine couplings (checkerboard, then channel-wise after a "
                 "squeeze), ActNorm, logit pre-processing; 8-bit MNIST, uniform dequantization"),
     "ffjord": dict(
