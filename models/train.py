@@ -106,16 +106,16 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     `source` (own_split; the file then holds the recipe too, a model of its own, as
     bbans.models.zoo.from_file reads it). With `resume`, goes on from the checkpoint beside
     `out` (same recipe and epochs), or, where a run at `out` finished fewer `epochs`, from
-    its weights for the epochs still to go: a fresh learning-rate cycle over them (peak
-    EXTEND_LR of the recipe's), seeded by the epoch it starts at. `device` is torch's; `bar`
-    draws a progress bar."""
+    its weights for the epochs still to go (a run stopped inside an epoch goes on with the
+    rest of it): a fresh learning-rate cycle over them (peak EXTEND_LR of the recipe's),
+    seeded by the epoch it starts in. `device` is torch's; `bar` draws a progress bar."""
     recipe = ZOO[name]
     epochs = epochs or recipe["epochs"]
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BbansError(f"--device {device}: torch sees no CUDA GPU here")
     path = out or weights_path(name)
     state_path = path.with_suffix(".ckpt")
-    state, finished, begin = None, None, 0  # begin: the epoch this run's schedule starts at
+    state, finished, begin = None, None, 0  # begin: the epoch this run's schedule starts at (a fraction: inside one)
     if resume and state_path.exists():
         state = torch.load(state_path, weights_only=True, map_location=device)
         if state["epochs"] != epochs:
@@ -127,11 +127,9 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
             raise BbansError(f"no checkpoint at {state_path} to resume from, nor a finished run of fewer than {epochs} "
                              f"epochs at {path} to extend")
         begin = finished["history"][-1]["epoch"]
-        if begin != int(begin):
-            raise BbansError(f"{path} stopped inside epoch {begin}: only a run of whole epochs is extended")
     torch.set_num_threads(threads)
-    torch.manual_seed(recipe["seed"] + begin)
-    rng = np.random.RandomState(recipe["seed"] + begin)
+    torch.manual_seed(recipe["seed"] + int(begin))
+    rng = np.random.RandomState(recipe["seed"] + int(begin))
     own = None
     if images is None:
         train_set, test = load_images(recipe["data"], "train"), held_out(recipe["data"])
@@ -140,14 +138,15 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     vae = ARCHS[kind(name)](**recipe["arch"]).to(device)
     opt = torch.optim.Adam(vae.parameters(), lr=recipe["lr"])
     per_epoch = len(train_set) // recipe["batch"]
+    begun = round(begin * per_epoch)  # the step the schedule starts at
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe["lr"] * (EXTEND_LR if begin else 1),
-                                                total_steps=(epochs - begin) * per_epoch, pct_start=0.02)
+                                                total_steps=epochs * per_epoch - begun, pct_start=0.02)
     path.parent.mkdir(parents=True, exist_ok=True)
     half = kind(name) not in FLOWS
     history, start, first = [], time.time(), 0
     if finished:
         vae.load_state_dict(finished["state_dict"])
-        history, first = finished["history"], begin
+        history, first = finished["history"], int(begin)
         start -= 60 * history[-1]["minutes"]
         log(f"extending {name} from epoch {begin} to {epochs}")
     if state:
@@ -159,7 +158,8 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
         history, first = state["history"], state["epoch"]
         start -= 60 * history[-1]["minutes"]
         log(f"resuming {name} after epoch {first} of {epochs}")
-    progress = tqdm(total=epochs * per_epoch, initial=first * per_epoch, unit="step", file=sys.stderr,
+    step = begun if finished else first * per_epoch
+    progress = tqdm(total=epochs * per_epoch, initial=step, unit="step", file=sys.stderr,
                     dynamic_ncols=True, disable=not bar)
     say = tqdm.write if bar else log  # above the bar
 
@@ -179,11 +179,11 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
         say(json.dumps(history[-1]))
 
     # stop_epoch: where a run was cut short of its schedule (the learning rate follows `epochs`)
-    stop, step = round((epochs if begin else recipe.get("stop_epoch", epochs)) * per_epoch), first * per_epoch
+    stop = round((epochs if begin else recipe.get("stop_epoch", epochs)) * per_epoch)
     for epoch in range(first, epochs):
         order = rng.permutation(len(train_set))
         vae.train()
-        for i in range(per_epoch):
+        for i in range(step - epoch * per_epoch, per_epoch):  # the rest of a stopped run's epoch, or all of it
             idx = order[i * recipe["batch"]:(i + 1) * recipe["batch"]]
             x = batch_images(train_set[idx], recipe["binarized"], rng).to(device)
             loss = batch_loss(vae, x, epoch, recipe)

@@ -125,6 +125,19 @@ def test_a_finished_run_extends_to_more_epochs(tmp_path):
     assert not all(torch.equal(extended[k], first["state_dict"][k]) for k in again)
 
 
+def test_a_run_stopped_inside_an_epoch_goes_on_with_the_rest_of_it(tmp_path, monkeypatch):
+    """A recipe's stop_epoch (as FFJORD's) cuts a run short; extending it trains the rest
+    of that epoch (5 steps an epoch here: 2, then 3) and on."""
+    images = smooth(100, 32, 32)
+    out = tmp_path / "run.pt"
+    monkeypatch.setitem(zoo.ZOO, "vae-cifar", dict(zoo.ZOO["vae-cifar"], stop_epoch=0.4))
+    train("vae-cifar", epochs=2, out=out, images=images, source="test", log=lambda line: None)
+    assert [h["epoch"] for h in torch.load(out, weights_only=True)["history"]] == [0.4]
+    lines = []
+    _, history = train("vae-cifar", epochs=2, out=out, images=images, source="test", log=lines.append, resume=True)
+    assert lines[0] == "extending vae-cifar from epoch 0.4 to 2" and [h["epoch"] for h in history] == [0.4, 1, 2]
+
+
 def test_too_few_images_are_refused(tmp_path):
     with pytest.raises(BbansError, match="too few"):
         train("vae-cifar", epochs=1, out=tmp_path / "few.pt", images=smooth(5, 32, 32), source="test")
