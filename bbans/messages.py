@@ -28,7 +28,10 @@ def load(name: str, version: int = container.VERSION):
     return zoo.load(name, integer=version >= 4)
 
 
-def _vae_codec(method: str, model, version: int, valid=None) -> VAECodec:
+def _codec(method: str, model, version: int, valid=None):
+    """The codec of a bits-back method (not bbans-vq): a VAE's, Bit-Swap's or a flow's."""
+    if method == "bbans-flow":
+        return FlowCodec(model)
     codec = BitSwapCodec if method == "bbans-bitswap" else VAECodec
     return codec(model, version=version, valid=valid)
 
@@ -65,7 +68,7 @@ def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cost
     if shape is not None and tuple(shape) != tuple(zoo.shape(name)):
         message, before = new_message(), 0
         for filled, part in tiles.cut(pixels, shape, side):
-            _vae_codec(method, model, version, filled).push_images(message, part, before, costs)
+            _codec(method, model, version, filled).push_images(message, part, before, costs)
             before += len(part)
         return message.get_compressed().astype("<u4").tobytes()
     if zoo.kind(name) == "vqvae":
@@ -73,9 +76,7 @@ def encode(name: str, pixels: np.ndarray, version: int = container.VERSION, cost
         if costs is not None:
             costs.update(latent_bits=latent_bits, bits=32 * len(words))
         return LATENT_BITS.pack(latent_bits) + words.astype("<u4").tobytes()
-    if zoo.kind(name) == "realnvp":
-        return FlowCodec(model).encode(pixels, costs).astype("<u4").tobytes()
-    return _vae_codec(method, model, version).encode(pixels, costs).astype("<u4").tobytes()
+    return _codec(method, model, version).encode(pixels, costs).astype("<u4").tobytes()
 
 
 def coder_figures(name: str, costs: Counter, dims: int) -> dict:
@@ -104,10 +105,8 @@ def decode(method: str, name: str, payload: bytes, n: int, version: int, shape=N
     model, _ = load(name, version)
     if shape is not None and tuple(shape) != tuple(zoo.shape(name)):
         return _decode_words(functools.partial(_untiled, method, model, version, shape, zoo.shape(name)[0]), payload, n)
-    if method == "bbans-flow":
-        return _decode_words(FlowCodec(model).decode, payload, n)
     if method != "bbans-vq":
-        return _decode_words(_vae_codec(method, model, version).decode, payload, n)
+        return _decode_words(_codec(method, model, version).decode, payload, n)
     if len(payload) < LATENT_BITS.size:
         raise BbansError("truncated or corrupt payload")
     images, latent_bits = _decode_words(VQCodec(model).decode, payload[LATENT_BITS.size:], n)
@@ -123,7 +122,7 @@ def _untiled(method: str, model, version: int, shape, side: int, words: np.ndarr
     parts, before = [], sum(sizes)
     for (filled, _, _), size in zip(reversed(groups), reversed(sizes)):
         before -= size
-        parts.append(_vae_codec(method, model, version, filled).pop_images(message, size, before))
+        parts.append(_codec(method, model, version, filled).pop_images(message, size, before))
     check_used_up(message)
     return tiles.paste(parts[::-1], n, shape, side)
 

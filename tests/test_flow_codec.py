@@ -13,13 +13,12 @@ from bbans import api
 from bbans.codecs.flow import FlowCodec
 from bbans.measure import mnist_test, npy_bytes
 from bbans.models import zoo
-from bbans.models.exact_flow import ExactRealNVP
 from test_cli import bbans
 
 
 @pytest.fixture(scope="module")
 def flow():
-    return ExactRealNVP(zoo.load_network("realnvp"))
+    return zoo.load("realnvp")[0]  # the exact flow the coder uses
 
 
 def extremes() -> np.ndarray:
