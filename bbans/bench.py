@@ -13,7 +13,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bbans import api
+from bbans import api, classical
 from bbans.measure import REPEAT, VARIANTS, compress_measured, decompress_measured, in_fresh_process, mnist_test, \
     npy_bytes, timed
 from bbans.models import zoo
@@ -31,7 +31,7 @@ BYTE_CODECS = {  # name: (compress, decompress), on the raw pixel bytes
 # All lossless at their highest effort; WebP codes RGB, so a grey image goes in as three
 # equal channels (`grey` below).
 IMAGE_FORMATS = {
-    "png -9": (lambda a: imagecodecs.png_encode(a, level=9), imagecodecs.png_decode, 2**31 - 1),
+    "png -9": (lambda a: classical.png(a, level=9), imagecodecs.png_decode, 2**31 - 1),
     "webp -z9": (lambda a: imagecodecs.webp_encode(a, 100, lossless=True, method=6), imagecodecs.webp_decode, 16382),
     "jpeg-xl -e9": (lambda a: imagecodecs.jpegxl_encode(a, lossless=True, effort=9), imagecodecs.jpegxl_decode,
                     2**30),

@@ -74,6 +74,13 @@ def _image_decode(decode, settings=lambda shape: {}):
                                             **settings(shape))
 
 
+def png(image: np.ndarray, level: int) -> bytes:
+    """imagecodecs' PNG of `image`, in a buffer that holds zlib's worst case (imagecodecs'
+    own guess is too small for a narrow image of noise)."""
+    raw = image.shape[0] * (1 + image[0].size)  # a filter byte per row
+    return imagecodecs.png_encode(image, level=level, out=raw + raw // 100 + 12 * (raw // 8192 + 1) + 1024)
+
+
 def _image_encode(encode, **settings):
     return lambda x, shape: encode(_column(x, shape), **settings)
 
@@ -103,7 +110,7 @@ CODECS = {
     2: ("jpeg-xl", _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=9),
         _image_encode(imagecodecs.jpegxl_encode, lossless=True, effort=7),
         _image_decode(imagecodecs.jpegxl_decode), _any),
-    3: ("png", _image_encode(imagecodecs.png_encode, level=9), _image_encode(imagecodecs.png_encode, level=6),
+    3: ("png", _image_encode(png, level=9), _image_encode(png, level=6),
         _image_decode(imagecodecs.png_decode), _png_fits),
     # libwebp drops an alpha channel that is opaque throughout; hasalpha asks for it back
     4: ("webp", _image_encode(imagecodecs.webp_encode, level=100, lossless=True, method=6),
