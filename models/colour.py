@@ -126,7 +126,10 @@ class ExactColourVAE:
         self.log_scale_range = LOG_SCALE_RANGE
         self.encoder = exact_mlp(vae.encoder, largest and largest["encoder"], PIXEL_GRIDS["laplace_ar"])
         self.decoder = exact_mlp(vae.decoder, largest and largest["decoder"], LATENT_GRID)
-        self.head = ExactColumns(vae.head)
+        # the head's inputs come channel-major (the colour codec's layout), the network's offset-major
+        c = len(self.context)
+        rows = self.features + (np.arange(c)[:, None] + c * np.arange(CHANNELS)).ravel()
+        self.head = ExactColumns(vae.head, np.concatenate([np.arange(self.features), rows, [self.features + 3 * c]]))
 
     def posterior(self, x: np.ndarray):
         """uint8 (B, S² 3) -> mean and log-sigma of q(z|x), each (B, latent)."""
@@ -141,11 +144,11 @@ class ExactColourVAE:
         return out
 
     def pixel_head(self, feats: np.ndarray, nbrs: np.ndarray) -> np.ndarray:
-        """Features (F, k, n) as decode gives them and context values / 256 (len(context),
-        k, 3, n) of k pixels in n images -> the head's outputs (OUTPUTS, k n), exact."""
-        f, (c, k, _, n) = len(feats), nbrs.shape
-        x = np.empty((f + 3 * c + 1, k * n))
+        """Features (F, k, n) as decode gives them and context values / 256 (3, len(context),
+        k, n) of k pixels in n images -> the head's outputs (OUTPUTS, k n), exact."""
+        f, k, n = feats.shape
+        x = np.empty((f + nbrs.shape[0] * nbrs.shape[1] + 1, k * n))
         x[:f] = feats.reshape(f, -1)
-        x[f:-1].reshape(c, CHANNELS, k, n)[...] = nbrs.transpose(0, 2, 1, 3)  # offset-major, channel-minor
+        x[f:-1] = nbrs.reshape(-1, k * n)
         x[-1] = 1
         return self.head(x)

@@ -91,7 +91,7 @@ def test_outputs_do_not_depend_on_the_batch_split(colour_model):
     assert whole.tobytes() == np.concatenate([model.posterior(x[i:i + 3])[0] for i in range(0, 20, 3)]).tobytes()
     rng = np.random.default_rng(4)
     feats = model.decode(rng.normal(0, 1, (50, model.latent))).transpose(2, 1, 0)[:, :1]  # (F, 1 pixel, 50 images)
-    nbrs = rng.integers(0, 256, (len(model.context), 1, 3, 50)) / 256
+    nbrs = rng.integers(0, 256, (3, len(model.context), 1, 50)) / 256
     out = model.pixel_head(feats, nbrs)
     assert out.tobytes() == np.concatenate([model.pixel_head(feats[..., i:i + 7], nbrs[..., i:i + 7])
                                             for i in range(0, 50, 7)], 1).tobytes()

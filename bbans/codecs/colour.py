@@ -5,7 +5,7 @@ pixel's earlier channels. Pixels (i, j) go line by line of 2i + j = t, the pixel
 line (of every image of the batch) at once: their neighbourhoods lie on earlier lines.
 
 The model object needs `side`, `context` (offsets (di, dj) with 2 di + dj < 0) and
-`pixel_head(features (F, k, n), context values / 256 (len(context), k, 3, n))` -> its
+`pixel_head(features (F, k, n), context values / 256 (3, len(context), k, n))` -> its
 outputs (OUTPUTS, k n) for k pixels of n images, bit-identical on any machine; everything
 after goes through the grids and tables of bbans.codecs.pixels.
 """
@@ -18,6 +18,7 @@ CHANNELS = 3
 PER_CHANNEL = 5  # the first component's weight logit, two means (/ 256), two log-scales
 OUTPUTS = CHANNELS * PER_CHANNEL + 3  # and the couplings G <- R, B <- R, B <- G
 # SIGMOID's table as the two components' probabilities: (p, 1 - p) and (1 - p, p)
+SCALE_ROWS = [c * PER_CHANNEL + i for c in range(CHANNELS) for i in (3, 4)]  # the log-scales' rows of the outputs
 FIRST, SECOND = np.stack([SIGMOID.values, 1 - SIGMOID.values], -1), np.stack([1 - SIGMOID.values, SIGMOID.values], -1)
 
 
@@ -44,26 +45,32 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
     encoder and decoder. (constriction's categorical codes a component some 2.5 times
     faster than its Bernoulli.)"""
     logit_at = SIGMOID.index(out[0:CHANNELS * PER_CHANNEL:PER_CHANNEL])  # (3, m)
-    scale_at = EXP.index(np.stack([out[c * PER_CHANNEL + 3:c * PER_CHANNEL + 5] for c in range(CHANNELS)])
-                         .clip(*log_scale_range))  # (3, 2, m)
+    scale_at = EXP.index(out[SCALE_ROWS].reshape(CHANNELS, 2, -1), within=log_scale_range)  # (3, 2, m)
     scales = EXP.values[scale_at]
     # log(w / (1 - w)) + log(scale_2 / scale_1), on the grids
     prior_odds = SIGMOID.low + SIGMOID.step * logit_at + EXP.step * (scale_at[:, 1] - scale_at[:, 0])
-    rows = np.arange(out.shape[1])
-    known_means = {}  # of each channel, once the values of the earlier ones are known (a codec codes one line once)
+    means = np.empty_like(scales)  # each channel's, once the values of the earlier ones are known
+    known = []  # the channels whose means are in (a codec codes one line once)
 
-    def means(c, earlier):
-        if c not in known_means:
-            known_means[c] = np.rint(channel_params(out, c, earlier)[0] / PARAM_GRID) * PARAM_GRID
-        return known_means[c]
+    def channel_means(c, earlier):
+        if c not in known:
+            np.rint(channel_params(out, c, earlier)[0] / PARAM_GRID, out=means[c])
+            means[c] *= PARAM_GRID
+            known.append(c)
+        return means[c]
 
     def channel(c, components, earlier):
-        m = means(c, earlier)
-        return quantized_laplace(m[components[c], rows], scales[c, components[c], rows], 0, 255)
+        m, first = channel_means(c, earlier), components[c]
+        return quantized_laplace(np.where(first, m[1], m[0]), np.where(first, scales[c, 1], scales[c, 0]), 0, 255)
 
     def posterior(values):
-        distance = np.abs(np.stack([means(c, values[:c]) for c in range(CHANNELS)]) - values[:, None]) / scales
-        probs = SECOND[SIGMOID.index(distance[:, 0] - distance[:, 1] - prior_odds)]  # (3, m, 2)
+        for c in range(CHANNELS):
+            channel_means(c, values[:c])
+        distance = np.abs(means - values[:, None])
+        distance /= scales
+        odds = distance[:, 0] - distance[:, 1]
+        odds -= prior_odds
+        probs = SECOND[SIGMOID.index(odds)]  # (3, m, 2)
         return affordable(categorical(probs), (probs[..., 1] > 0.5).astype(np.int32), probs[..., 0].size + 64)
 
     def likelihood(components):
@@ -72,10 +79,10 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
                 channel(c, components, values[:c]).push(message, values[c])
 
         def pop(message):
-            values = []
+            values = np.empty((CHANNELS, out.shape[1]), np.int32)
             for c in range(CHANNELS):
-                values.append(np.asarray(channel(c, components, values).pop(message), np.int32))
-            return np.stack(values)
+                values[c] = channel(c, components, values[:c]).pop(message)
+            return values
 
         return Codec(push, pop)
 
@@ -101,23 +108,23 @@ def colour_ar(model, features: np.ndarray, log_scale_range, valid=None) -> Codec
     order = lines(model.side, valid)
 
     def head(idx, known):
-        """known: (pixels + 1, 3, n) values / 256, the last row the zero pad -> the head's
+        """known: (3, pixels + 1, n) values / 256, the last pixel the zero pad -> the head's
         outputs (OUTPUTS, k n) for the k pixels idx of each image, pixel-major."""
-        return model.pixel_head(columns[:, idx], known[context[:, idx]])
+        return model.pixel_head(columns[:, idx], known[:, context[:, idx]])
 
     def push(message, x):
         x = x.reshape(n, pixels, CHANNELS)
-        known = np.concatenate([x.transpose(1, 2, 0) / 256.0, np.zeros((1, CHANNELS, n))])
+        known = np.concatenate([x.transpose(2, 1, 0) / 256.0, np.zeros((CHANNELS, 1, n))], 1)
         for idx in reversed(order):
             values = x[:, idx].transpose(2, 1, 0).reshape(CHANNELS, -1).astype(np.int32)  # pixel-major, as the head's
             pixel_line(head(idx, known), log_scale_range).push(message, values)
 
     def pop(message):
-        known, images = np.zeros((pixels + 1, CHANNELS, n)), np.zeros((n, pixels, CHANNELS), np.uint8)
+        known, images = np.zeros((CHANNELS, pixels + 1, n)), np.zeros((n, pixels, CHANNELS), np.uint8)
         for idx in order:
             values = pixel_line(head(idx, known), log_scale_range).pop(message).reshape(CHANNELS, len(idx), n)
             images[:, idx] = values.transpose(2, 1, 0)
-            known[idx] = values.transpose(1, 0, 2) / 256.0
+            known[:, idx] = values / 256.0
         return images.reshape(n, -1)
 
     return Codec(push, pop)

@@ -17,16 +17,18 @@ class GridTable:
         self.low, self.high, self.step = low, high, step
         self.values = fn(low + step * np.arange(round((high - low) / step) + 1))
 
-    def index(self, x, dtype=np.intp) -> np.ndarray:
+    def index(self, x, dtype=np.intp, within=None) -> np.ndarray:
         """The grid points' indices, computed in float32 for float32 x, else in float64:
         x / step - low / step, clipped to the grid and rounded (exactly (x - low) / step,
-        the step being a power of two)."""
+        the step being a power of two). `within` (a, b), grid points inside the table's
+        range: x clipped to it first (the same as clipping the indices to a's and b's, the
+        steps before being monotone)."""
         x = np.asarray(x)
         with np.errstate(over="ignore"):  # huge values go to infinity, then to the grid's end
             t = np.multiply(x, 1 / self.step, dtype=np.float32 if x.dtype == np.float32 else np.float64)
         t -= self.low / self.step
-        np.maximum(t, 0, out=t)
-        np.minimum(t, len(self.values) - 1, out=t)
+        first, last = (0, len(self.values) - 1) if within is None else (self.index(within, dtype=float))
+        np.clip(t, first, last, out=t)
         return np.rint(t, out=t).astype(dtype)
 
     def __call__(self, x):
