@@ -77,6 +77,7 @@ ZOO = {
         kind="colour", arch=dict(hidden=256, latent=32, features=4, head_hidden=64),
         data="cifar-10", binarized=False, epochs=18, batch=16, lr=2e-3, warmup=1, free_bits=0.1, clip=5.0, seed=0,
         card_nll=(100, 1000),
+        reproduce="bbans train vae-cifar; bbans train vae-cifar --epochs 32 --resume",  # 18 epochs, extended by 14
         summary="MLP VAE, 32 latents, a causal colour head (11 neighbours, two discretized Laplaces per channel, "
                 "G and B shifted by the earlier channels); CIFAR-10"),
     "realnvp": dict(
