@@ -245,13 +245,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.foreign", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10_000, help="images drawn from each data set (at least 2)")
     parser.add_argument("--json", type=Path, help="write the rows to this file as JSON")
+    parser.add_argument("--only", metavar="TEXT", default="", help="only the inputs whose name holds TEXT")
     args = parser.parse_args(argv)
     if args.images < 2:
         parser.error("--images must be at least 2 (a mixture takes two halves)")
     chunks.one_thread()
     start, rows = time.perf_counter(), []
     print(COLUMNS + "\n" + "| --- " * (COLUMNS.count("|") - 1) + "|", flush=True)
-    for item in inputs(args.images):
+    for item in (item for item in inputs(args.images) if args.only in item.name):
         best = best_classical(item)
         for model in item.models:
             rows.append(row(item, model, best))

@@ -27,3 +27,9 @@ def test_a_png_counts_as_restored_when_its_pixels_are_the_same():
     assert other_stream != original and foreign.same_file(original, other_stream)
     assert not foreign.same_file(original, foreign.png(image[::-1].copy()))
     assert not foreign.same_file(b"npy bytes", b"npy bytez")
+
+
+def test_only_runs_the_inputs_it_names(data, capsys):
+    assert foreign.main(["--images", "2", "--only", "random bytes"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0] for row in rows[1:]] == ["| random bytes"]
