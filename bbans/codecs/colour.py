@@ -17,8 +17,8 @@ from bbans.codecs.pixels import EXP, PARAM_GRID, SIGMOID, context_index, wavefro
 CHANNELS = 3
 PER_CHANNEL = 5  # the first component's weight logit, two means (/ 256), two log-scales
 OUTPUTS = CHANNELS * PER_CHANNEL + 3  # and the couplings G <- R, B <- R, B <- G
-# SIGMOID's table as the two components' probabilities: (p, 1 - p) and (1 - p, p)
 SCALE_ROWS = [c * PER_CHANNEL + i for c in range(CHANNELS) for i in (3, 4)]  # the log-scales' rows of the outputs
+# SIGMOID's table as the two components' probabilities: (p, 1 - p) and (1 - p, p)
 FIRST, SECOND = np.stack([SIGMOID.values, 1 - SIGMOID.values], -1), np.stack([1 - SIGMOID.values, SIGMOID.values], -1)
 
 
