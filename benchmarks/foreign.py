@@ -32,7 +32,7 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from bbans import api, chunks, container
+from bbans import api, chunks, classical, container
 from bbans.measure import mnist_test, npy_bytes
 from bbans.models import zoo
 from bbans.models.data import load_images
@@ -77,7 +77,7 @@ def best_classical(item: Input) -> tuple:
         column = np.ascontiguousarray(item.pixels.reshape(-1, *item.pixels.shape[2:]))
         sizes["xz -9e (pixels)"] = len(xz(column.tobytes()))
         sizes["jpeg-xl e9"] = len(imagecodecs.jpegxl_encode(column, lossless=True, effort=9, numthreads=1))
-        sizes["png 9"] = len(imagecodecs.png_encode(column, level=9))
+        sizes["png 9"] = len(classical.png(column, level=9))
         if column.ndim == 3 and column.shape[2] in (3, 4) and max(column.shape[:2]) <= WEBP_MAX_SIDE:
             sizes["webp lossless"] = len(imagecodecs.webp_encode(column, 100, lossless=True, method=6, numthreads=1))
     return min(sizes.items(), key=lambda kv: kv[1])

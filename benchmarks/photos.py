@@ -18,13 +18,13 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 
-from bbans import api, chunks, formats, messages
+from bbans import api, chunks, classical, formats, messages
 from bbans.models import zoo
 
 CODECS = {
     "jpeg-xl e9": lambda x: imagecodecs.jpegxl_encode(x, lossless=True, effort=9),
     "webp lossless": lambda x: imagecodecs.webp_encode(x, level=100, lossless=True, method=6),
-    "png 9": lambda x: imagecodecs.png_encode(x, level=9),
+    "png 9": lambda x: classical.png(x, level=9),
 }
 COLUMNS = [*CODECS, "model alone"]
 PHOTO_CHANNELS = (3, 4)  # scikit-image's samples that are colour photos, not grey or drawings
