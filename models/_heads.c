@@ -1,14 +1,18 @@
 /* models.grids.ExactColumns on AVX2 with FMA: an MLP over columns, one column per pixel.
  *
- * Each layer is out = A @ h in float64, A (rows, cols) and h (cols, m); between layers
+ * The input columns are gathered from a table of rows of n values: input r of column
+ * i n + j is table[rows[r, i], j]. Each layer is out = A @ h + b in float64, A (rows,
+ * cols) and h (cols, m); between layers
  * the outputs are clipped to [0, limit] and rounded to integers (half to even, as
  * np.rint). On ExactColumns' grids every product and every partial sum is exact in
  * float64, so a fused multiply-add gives the same bits as numpy's separate product and
  * sum, in any order: this kernel gives what numpy gives, on any machine.
  *
- * The columns go through in blocks that stay in cache; the outputs of four rows for
- * eight columns at a time are held in registers. The matrices' rows come padded to a
- * multiple of four (zero rows), their columns to the padded rows of the layer before. */
+ * The columns go through in blocks that stay in cache, gathered into a buffer first; the
+ * sums of four rows for twelve columns at a time are held in registers, starting from
+ * the bias. The matrices' rows (and biases) come padded to a multiple of four (zeros),
+ * their columns to the padded rows of the layer before. */
+#include <string.h>
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <immintrin.h>
@@ -20,24 +24,24 @@
 #define LAYERS 8
 
 typedef struct {
-    const double *a;
+    const double *a, *bias;
     Py_ssize_t rows, cols;
 } Matrix;
 
-/* out (A->rows, w; row stride ldo) = A @ h (A->cols, w; row stride ldh), for w <= BLOCK
- * columns; `hidden`: clipped to [0, limit] and rounded. */
+/* out (A->rows, w; row stride ldo) = A @ h (A->cols, w; row stride ldh) + bias, for w <=
+ * BLOCK columns; `hidden`: clipped to [0, limit] and rounded. */
 KERNEL static void product(const Matrix *A, const double *h, Py_ssize_t ldh, double *out, Py_ssize_t ldo,
                            Py_ssize_t w, int hidden, double limit)
 {
     const __m256d zero = _mm256_setzero_pd(), top = _mm256_set1_pd(limit);
     Py_ssize_t k = A->cols, vectors = w / COLUMNS * COLUMNS;
     for (Py_ssize_t r = 0; r < A->rows; r += 4) {
-        const double *a = A->a + r * k;
+        const double *a = A->a + r * k, *bias = A->bias + r;
         for (Py_ssize_t c = 0; c < vectors; c += COLUMNS) {
             __m256d acc[4][COLUMNS / 4];
             for (int i = 0; i < 4; i++)
                 for (int v = 0; v < COLUMNS / 4; v++)
-                    acc[i][v] = zero;
+                    acc[i][v] = _mm256_broadcast_sd(bias + i);
             for (Py_ssize_t j = 0; j < k; j++) {
                 __m256d x[COLUMNS / 4];
                 for (int v = 0; v < COLUMNS / 4; v++)
@@ -59,7 +63,7 @@ KERNEL static void product(const Matrix *A, const double *h, Py_ssize_t ldh, dou
         }
         for (Py_ssize_t c = vectors; c < w; c++)
             for (int i = 0; i < 4; i++) {
-                double y = 0;
+                double y = bias[i];
                 for (Py_ssize_t j = 0; j < k; j++)
                     y = fma(a[i * k + j], h[j * ldh + c], y);
                 out[(r + i) * ldo + c] = hidden ? nearbyint(fmin(fmax(y, 0), limit)) : y;
@@ -68,20 +72,36 @@ KERNEL static void product(const Matrix *A, const double *h, Py_ssize_t ldh, dou
 }
 
 typedef struct {
-    const double *x;
-    double *out, *buffers[2];
-    Py_ssize_t m;
+    const double *table;
+    const long long *rows;
+    double *out, *input, *buffers[2];
+    Py_ssize_t n, k, m;
     int layers;
     Matrix A[LAYERS];
     double limit;
 } Network;
 
+/* The input columns start .. start + w - 1 into N->input (inputs, BLOCK). */
+static void gather(const Network *N, Py_ssize_t start, Py_ssize_t w)
+{
+    for (Py_ssize_t r = 0; r < N->A[0].cols; r++) {
+        const long long *rows = N->rows + r * N->k;
+        for (Py_ssize_t c = start; c < start + w;) {
+            Py_ssize_t i = c / N->n, j = c - i * N->n;
+            Py_ssize_t run = N->n - j < start + w - c ? N->n - j : start + w - c;
+            memcpy(N->input + r * BLOCK + c - start, N->table + rows[i] * N->n + j, sizeof(double) * run);
+            c += run;
+        }
+    }
+}
+
 KERNEL static void run(Network *N)
 {
     for (Py_ssize_t start = 0; start < N->m; start += BLOCK) {
         Py_ssize_t w = N->m - start < BLOCK ? N->m - start : BLOCK;
-        const double *h = N->x + start;
-        Py_ssize_t ldh = N->m;
+        gather(N, start, w);
+        const double *h = N->input;
+        Py_ssize_t ldh = BLOCK;
         for (int l = 0; l < N->layers; l++) {
             int last = l == N->layers - 1;
             double *out = last ? N->out + start : N->buffers[l % 2];
@@ -92,15 +112,15 @@ KERNEL static void run(Network *N)
     }
 }
 
-/* mlp(x, m, layers, limit, out): x (k, m) float64, layers a sequence of (A, rows, cols),
- * out (rows of the last, m) float64. */
+/* mlp(table, n, rows, layers, limit, out): table (R, n) float64, rows (inputs, k) int64
+ * in 0..R-1, layers a sequence of (A, bias, rows, cols), out (rows of the last, k n) float64. */
 static PyObject *py_mlp(PyObject *self, PyObject *args)
 {
-    Py_buffer x, out, a[LAYERS];
+    Py_buffer table, rows, out, a[LAYERS], b[LAYERS];
     PyObject *layers;
     Network N = {0};
     int held = 0;
-    if (!PyArg_ParseTuple(args, "y*nOdw*", &x, &N.m, &layers, &N.limit, &out))
+    if (!PyArg_ParseTuple(args, "y*ny*Odw*", &table, &N.n, &rows, &layers, &N.limit, &out))
         return NULL;
     PyObject *result = NULL;
     PyObject *seq = PySequence_Fast(layers, "layers must be a sequence");
@@ -111,30 +131,42 @@ static PyObject *py_mlp(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad number of layers");
         goto done;
     }
-    Py_ssize_t widest = 0, inputs = x.len / 8 / (N.m > 0 ? N.m : 1);
-    for (; held < N.layers; held++) {
-        Matrix *A = &N.A[held];
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, held), "y*nn", &a[held], &A->rows, &A->cols))
+    Py_ssize_t widest = 0;
+    for (int l = 0; l < N.layers; l++) {
+        Matrix *A = &N.A[l];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, l), "y*y*nn", &a[l], &b[l], &A->rows, &A->cols))
             goto done;
-        A->a = a[held].buf;
-        Py_ssize_t expected = held ? N.A[held - 1].rows : inputs;
-        if (A->rows < 4 || A->rows % 4 || A->cols != expected || a[held].len < 8 * A->rows * A->cols) {
-            held++;
+        held = l + 1;
+        A->a = a[l].buf;
+        A->bias = b[l].buf;
+        if (A->rows < 4 || A->rows % 4 || A->cols < 1 || (l && A->cols != N.A[l - 1].rows) ||
+            a[l].len < 8 * A->rows * A->cols || b[l].len < 8 * A->rows) {
             PyErr_SetString(PyExc_ValueError, "bad layer shape");
             goto done;
         }
         if (A->rows > widest)
             widest = A->rows;
     }
-    if (N.m < 0 || x.len < 8 * N.A[0].cols * N.m || out.len < 8 * N.A[N.layers - 1].rows * N.m) {
+    Py_ssize_t inputs = N.A[0].cols, entries = inputs > 0 ? rows.len / 8 : 0;
+    N.k = entries / inputs;
+    N.m = N.k * N.n;
+    Py_ssize_t table_rows = N.n > 0 ? table.len / 8 / N.n : 0;
+    if (N.n < 1 || entries != inputs * N.k || out.len < 8 * N.A[N.layers - 1].rows * N.m) {
         PyErr_SetString(PyExc_ValueError, "bad input or output size");
         goto done;
     }
-    N.x = x.buf;
+    N.rows = rows.buf;
+    for (Py_ssize_t e = 0; e < entries; e++)
+        if (N.rows[e] < 0 || N.rows[e] >= table_rows) {
+            PyErr_SetString(PyExc_IndexError, "a row outside the table");
+            goto done;
+        }
+    N.table = table.buf;
     N.out = out.buf;
+    N.input = PyMem_RawMalloc(sizeof(double) * inputs * BLOCK);
     N.buffers[0] = PyMem_RawMalloc(sizeof(double) * widest * BLOCK);
     N.buffers[1] = PyMem_RawMalloc(sizeof(double) * widest * BLOCK);
-    if (!N.buffers[0] || !N.buffers[1]) {
+    if (!N.input || !N.buffers[0] || !N.buffers[1]) {
         PyErr_NoMemory();
         goto done;
     }
@@ -143,12 +175,16 @@ static PyObject *py_mlp(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
+    PyMem_RawFree(N.input);
     PyMem_RawFree(N.buffers[0]);
     PyMem_RawFree(N.buffers[1]);
-    for (int l = 0; l < held; l++)
+    for (int l = 0; l < held; l++) {
         PyBuffer_Release(&a[l]);
+        PyBuffer_Release(&b[l]);
+    }
     Py_XDECREF(seq);
-    PyBuffer_Release(&x);
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&rows);
     PyBuffer_Release(&out);
     return result;
 }

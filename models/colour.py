@@ -143,12 +143,8 @@ class ExactColourVAE:
         onto_grid(out, -ACT_LIMIT)
         return out
 
-    def pixel_head(self, feats: np.ndarray, nbrs: np.ndarray) -> np.ndarray:
-        """Features (F, k, n) as decode gives them and context values / 256 (3, len(context),
-        k, n) of k pixels in n images -> the head's outputs (OUTPUTS, k n), exact."""
-        f, k, n = feats.shape
-        x = np.empty((f + nbrs.shape[0] * nbrs.shape[1] + 1, k * n))
-        x[:f] = feats.reshape(f, -1)
-        x[f:-1] = nbrs.reshape(-1, k * n)
-        x[-1] = 1
-        return self.head(x)
+    def pixel_head(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The head's outputs (OUTPUTS, k n), exact, for k pixels in n images whose inputs
+        (features as decode gives them, then context values / 256 channel by channel)
+        are rows (F + 3 len(context), k) of table (R, n)."""
+        return self.head.gather(table, rows)

@@ -93,12 +93,13 @@ def onto_grid(a: np.ndarray, low: float = 0.0):
 class ExactColumns:
     """An MLP (Linear layers, ReLUs between) evaluated as ExactNet does, on inputs given
     as columns, one column per pixel: (in + 1, m) on the activation grid, the last row
-    all ones. Each layer is then one product (out + 1, in + 1) @ (in + 1, m), its bias in
-    the last column and a last row that carries the ones on; the columns go through in
-    blocks small enough that every layer's output stays in cache. The hidden activations
-    go between layers as counts of ACT_GRID, so that rounding them is one np.rint: the
-    first layer's weights and the hidden layers' biases are scaled up by 1 / ACT_GRID,
-    the last layer's weights down, by powers of two, which changes no bit of the sums."""
+    all ones, or gathered from a table of rows (gather). Each layer is then one product
+    (out + 1, in + 1) @ (in + 1, m), its bias in the last column and a last row that
+    carries the ones on; the columns go through in blocks small enough that every
+    layer's output stays in cache. The hidden activations go between layers as counts of
+    ACT_GRID, so that rounding them is one np.rint: the first layer's weights and the
+    hidden layers' biases are scaled up by 1 / ACT_GRID, the last layer's weights down,
+    by powers of two, which changes no bit of the sums."""
 
     BLOCK = 1024
 
@@ -121,9 +122,17 @@ class ExactColumns:
         self.padded = None  # for avx2
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return getattr(self, head_kernel())(x)
+        return self.gather(x, np.arange(len(x) - 1)[:, None])
 
-    def numpy(self, x: np.ndarray) -> np.ndarray:
+    def gather(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The outputs (out, k n) for the columns i n + j whose input r is table[rows[r, i],
+        j]: table (R, n), rows (in, k) (the ones are implied)."""
+        return getattr(self, head_kernel())(table, rows)
+
+    def numpy(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        x = np.empty((len(rows) + 1, rows.shape[1] * table.shape[1]))
+        x[:-1] = table[rows].reshape(len(rows), -1)
+        x[-1] = 1
         out = np.empty((len(self.matrices[-1]), x.shape[1]))
         for start in range(0, x.shape[1], self.BLOCK):
             h = x[:, start:start + self.BLOCK]
@@ -134,19 +143,21 @@ class ExactColumns:
             np.matmul(self.matrices[-1], h, out=out[:, start:start + self.BLOCK])
         return out
 
-    def avx2(self, x: np.ndarray) -> np.ndarray:
-        """models/_heads.c: the same products with AVX2's fused multiply-adds, which round
-        nothing here (every product and sum is exact), so the same bits."""
+    def avx2(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """models/_heads.c: the same sums with AVX2's fused multiply-adds, which round
+        nothing here (every product and sum is exact), so the same bits; the bias starts
+        each sum in place of the row of ones, and the kernel gathers the columns itself."""
         if self.padded is None:  # rows padded with zeros to a multiple of 4, columns to match
-            self.padded, cols = [], len(x)
-            for a in self.matrices:
-                p = np.zeros((-(-len(a) // 4) * 4, cols))
-                p[:len(a), :a.shape[1]] = a
-                self.padded.append((p, *p.shape))
+            self.padded, cols = [], self.matrices[0].shape[1] - 1
+            for i, a in enumerate(self.matrices):
+                a = a if i == len(self.matrices) - 1 else a[:-1]  # the ones' row
+                p, bias = np.zeros((-(-len(a) // 4) * 4, cols)), np.zeros(-(-len(a) // 4) * 4)
+                p[:len(a), :a.shape[1] - 1], bias[:len(a)] = a[:, :-1], a[:, -1]
+                self.padded.append((p, bias, *p.shape))
                 cols = len(p)
-        x = np.ascontiguousarray(x, np.float64)
-        out = np.empty((self.padded[-1][1], x.shape[1]))
-        _heads.mlp(x, x.shape[1], self.padded, ACT_LIMIT / ACT_GRID, out)
+        table = np.ascontiguousarray(table, np.float64)
+        out = np.empty((self.padded[-1][2], rows.shape[1] * table.shape[1]))
+        _heads.mlp(table, table.shape[1], np.ascontiguousarray(rows, np.int64), self.padded, ACT_LIMIT / ACT_GRID, out)
         return out[:len(self.matrices[-1])]
 
 
@@ -157,28 +168,27 @@ def head_methods() -> list:
 
 @functools.cache
 def timing_head():
-    """(head, columns): a head shaped like the zoo's (13 inputs, two hidden layers of 32,
-    3 outputs; many weights at the grid's limit of 8) and 4,099 columns of its inputs,
-    the first three all -ACT_LIMIT, ACT_LIMIT and 0."""
+    """(head, table, rows): a head shaped like the zoo's (13 inputs, two hidden layers of
+    32, 3 outputs; many weights at the grid's limit of 8) and 4,099 columns of its
+    inputs, the first three all -ACT_LIMIT, ACT_LIMIT and 0, as gather takes them."""
     torch.manual_seed(0)
     seq = nn.Sequential(nn.Linear(13, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3))
     with torch.no_grad():
         for m in seq[::2]:
             m.weight.mul_(40)
-    x = np.rint(np.random.default_rng(0).uniform(-1, 1, (14, 4099)) * ACT_LIMIT / ACT_GRID) * ACT_GRID
+    x = np.rint(np.random.default_rng(0).uniform(-1, 1, (13, 4099)) * ACT_LIMIT / ACT_GRID) * ACT_GRID
     x[:, :3] = [-ACT_LIMIT, ACT_LIMIT, 0]
-    x[-1] = 1
-    return ExactColumns(seq), x
+    return ExactColumns(seq), x, np.arange(13)[:, None]
 
 
 def head_seconds(methods, repeat: int = 5) -> dict:
     """Each method's fastest time on the timing head, the methods taken in turns."""
-    head, x = timing_head()
+    head, *inputs = timing_head()
     best = dict.fromkeys(methods, np.inf)
     for _ in range(repeat):
         for name in best:
             start = time.perf_counter()
-            getattr(head, name)(x)
+            getattr(head, name)(*inputs)
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
@@ -189,8 +199,8 @@ def head_kernel() -> str:
     numpy's bits on the timing head and is the faster of the two there; else "numpy"."""
     if head_methods() == ["numpy"]:
         return "numpy"
-    head, x = timing_head()
-    if not np.array_equal(head.numpy(x), head.avx2(x)):
+    head, *inputs = timing_head()
+    if not np.array_equal(head.numpy(*inputs), head.avx2(*inputs)):
         return "numpy"
     best = head_seconds(head_methods())
     return min(best, key=best.get)

@@ -90,11 +90,13 @@ def test_outputs_do_not_depend_on_the_batch_split(colour_model):
     whole = model.posterior(x)[0]
     assert whole.tobytes() == np.concatenate([model.posterior(x[i:i + 3])[0] for i in range(0, 20, 3)]).tobytes()
     rng = np.random.default_rng(4)
-    feats = model.decode(rng.normal(0, 1, (50, model.latent))).transpose(2, 1, 0)[:, :1]  # (F, 1 pixel, 50 images)
-    nbrs = rng.integers(0, 256, (3, len(model.context), 1, 50)) / 256
-    out = model.pixel_head(feats, nbrs)
-    assert out.tobytes() == np.concatenate([model.pixel_head(feats[..., i:i + 7], nbrs[..., i:i + 7])
-                                            for i in range(0, 50, 7)], 1).tobytes()
+    feats = model.decode(rng.normal(0, 1, (50, model.latent)))[:, :2].transpose(1, 2, 0)  # (2 pixels, F, 50 images)
+    table = np.concatenate([feats.reshape(-1, 50), rng.integers(0, 256, (40, 50)) / 256])
+    rows = np.concatenate([np.arange(2 * model.features).reshape(2, -1).T,
+                           rng.integers(len(table) - 40, len(table), (3 * len(model.context), 2))])
+    out = model.pixel_head(table, rows).reshape(-1, 2, 50)  # (OUTPUTS, pixel, image)
+    parts = [model.pixel_head(table[:, i:i + 7], rows).reshape(len(out), 2, -1) for i in range(0, 50, 7)]
+    assert out.tobytes() == np.concatenate(parts, -1).tobytes()
 
 
 def test_later_channels_shift_by_the_earlier_ones():

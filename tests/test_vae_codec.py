@@ -94,6 +94,23 @@ def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_
             assert (got is None and want is None) or got.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("n, k", [(1, 1), (5, 61), (300, 3), (1000, 1)])
+def test_gathered_columns_are_the_columns_gathered_first(n, k, monkeypatch):
+    """ExactColumns.gather on every kernel: the outputs of the columns table[rows[r, i], j],
+    whatever the row length n (against the kernel's blocks of 252 columns and numpy's of
+    BLOCK), the rows' order and repeats, with weights and inputs at the grids' limits."""
+    head, x, _ = grids.timing_head()
+    rng = np.random.default_rng(n)
+    table = x[:, rng.integers(0, x.shape[1], 40 * n)].reshape(-1, n)  # (13 * 40, n)
+    rows = rng.integers(0, len(table), (13, k))
+    columns = np.concatenate([table[rows].reshape(13, -1), np.ones((1, k * n))])
+    want = head.numpy(columns, np.arange(13)[:, None])
+    for block, method in itertools.product((7, 1024), grids.head_methods()):
+        monkeypatch.setattr(ExactColumns, "BLOCK", block)
+        assert getattr(head, method)(table, rows).tobytes() == want.tobytes()
+    assert head.numpy(table, rows[:, ::-1]).tobytes() == want.reshape(-1, k, n)[:, ::-1].tobytes()
+
+
 def test_the_head_kernel_is_built_where_the_cpu_has_avx2_and_fma():
     """Like IntNet's kernel: on such a CPU the C head kernel must be there and exact."""
     flags = intnet.cpu()[1]
@@ -108,7 +125,7 @@ def test_a_head_kernel_that_is_not_exact_is_never_chosen(monkeypatch):
     if len(grids.head_methods()) < 2:
         pytest.skip("the C head kernel does not run here")
     real = ExactColumns.avx2
-    monkeypatch.setattr(ExactColumns, "avx2", lambda self, x: np.nextafter(real(self, x), np.inf))
+    monkeypatch.setattr(ExactColumns, "avx2", lambda self, *inputs: np.nextafter(real(self, *inputs), np.inf))
     grids.head_kernel.cache_clear()
     try:
         assert grids.head_kernel() == "numpy"

@@ -5,9 +5,10 @@ pixel's earlier channels. Pixels (i, j) go line by line of 2i + j = t, the pixel
 line (of every image of the batch) at once: their neighbourhoods lie on earlier lines.
 
 The model object needs `side`, `context` (offsets (di, dj) with 2 di + dj < 0) and
-`pixel_head(features (F, k, n), context values / 256 (3, len(context), k, n))` -> its
-outputs (OUTPUTS, k n) for k pixels of n images, bit-identical on any machine; everything
-after goes through the grids and tables of bbans.codecs.pixels.
+`pixel_head(table (R, n), rows (F + 3 len(context), k))` -> its outputs (OUTPUTS, k n) for
+k pixels of n images, whose inputs (features, then context values / 256 channel by
+channel) are the table's rows (bbans.models.grids.ExactColumns.gather), bit-identical on
+any machine; everything after goes through the grids and tables of bbans.codecs.pixels.
 """
 import numpy as np
 
@@ -18,7 +19,8 @@ CHANNELS = 3
 PER_CHANNEL = 5  # the first component's weight logit, two means (/ 256), two log-scales
 OUTPUTS = CHANNELS * PER_CHANNEL + 3  # and the couplings G <- R, B <- R, B <- G
 SCALE_ROWS = [c * PER_CHANNEL + i for c in range(CHANNELS) for i in (3, 4)]  # the log-scales' rows of the outputs
-# SIGMOID's table as the two components' probabilities: (p, 1 - p) and (1 - p, p)
+# SIGMOID's table as the two components' probabilities: (p, 1 - p) and (1 - p, p), looked up
+# with take (numpy's fancy indexing copies rows of two some ten times slower)
 FIRST, SECOND = np.stack([SIGMOID.values, 1 - SIGMOID.values], -1), np.stack([1 - SIGMOID.values, SIGMOID.values], -1)
 
 
@@ -70,7 +72,7 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
         distance /= scales
         odds = distance[:, 0] - distance[:, 1]
         odds -= prior_odds
-        probs = SECOND[SIGMOID.index(odds)]  # (3, m, 2)
+        probs = SECOND.take(SIGMOID.index(odds), 0)  # (3, m, 2)
         return affordable(categorical(probs), (probs[..., 1] > 0.5).astype(np.int32), probs[..., 0].size + 64)
 
     def likelihood(components):
@@ -86,7 +88,7 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
 
         return Codec(push, pop)
 
-    return bits_back(categorical(FIRST[logit_at]), likelihood, posterior)
+    return bits_back(categorical(FIRST.take(logit_at, 0)), likelihood, posterior)
 
 
 def lines(side: int, valid=None) -> list:
@@ -100,31 +102,39 @@ def colour_ar(model, features: np.ndarray, log_scale_range, valid=None) -> Codec
     """Images (n, side² 3) uint8 given their pixel features (n, side², F): see the module.
     With `valid` (height, width), only that top-left part of each image is coded, its
     neighbourhoods cut off as at the image's edge, and the rest decodes as zeros. The
-    heads see pixel-major columns (a pixel's values for all n images side by side, so
-    that a line's neighbourhood is a gather of whole rows)."""
+    head gathers its inputs from one table of pixel-major rows (a pixel's values for
+    all n images side by side): the features (pixel by pixel), then the known values of
+    each channel."""
     n, pixels = len(features), model.side**2
+    f = features.shape[2]
+    table = np.zeros((pixels * f + CHANNELS * (pixels + 1), n))
+    flat = features.reshape(n, -1)
+    for start in range(0, n, 64):  # the transpose in blocks that stay in cache: some twice as fast
+        table[:pixels * f, start:start + 64] = flat[start:start + 64].T
+    known = table[pixels * f:].reshape(CHANNELS, pixels + 1, n)  # values / 256, the last pixel the zero pad
     context = context_index(model.context, model.side, valid).T  # (C, pixels), `pixels` outside
-    columns = np.ascontiguousarray(features.transpose(2, 1, 0))  # (F, pixels, n)
+    # the table's rows of each pixel's inputs: its features, then its context's values channel by channel
+    inputs = np.concatenate([pixels * f + c * (pixels + 1) + context for c in range(CHANNELS)])
+    inputs = np.concatenate([np.arange(f)[:, None] + f * np.arange(pixels), inputs])
     order = lines(model.side, valid)
 
-    def head(idx, known):
-        """known: (3, pixels + 1, n) values / 256, the last pixel the zero pad -> the head's
-        outputs (OUTPUTS, k n) for the k pixels idx of each image, pixel-major."""
-        return model.pixel_head(columns[:, idx], known[:, context[:, idx]])
+    def head(idx):
+        """The head's outputs (OUTPUTS, k n) for the k pixels idx of each image, pixel-major."""
+        return model.pixel_head(table, inputs[:, idx])
 
     def push(message, x):
         x = x.reshape(n, pixels, CHANNELS)
-        known = np.concatenate([x.transpose(2, 1, 0) / 256.0, np.zeros((CHANNELS, 1, n))], 1)
+        known[:, :pixels] = x.transpose(2, 1, 0) / 256.0
         for idx in reversed(order):
             values = x[:, idx].transpose(2, 1, 0).reshape(CHANNELS, -1).astype(np.int32)  # pixel-major, as the head's
-            pixel_line(head(idx, known), log_scale_range).push(message, values)
+            pixel_line(head(idx), log_scale_range).push(message, values)
 
     def pop(message):
-        known, images = np.zeros((CHANNELS, pixels + 1, n)), np.zeros((n, pixels, CHANNELS), np.uint8)
+        images = np.zeros((CHANNELS, pixels, n), np.uint8)  # pixel-major, as the lines come
         for idx in order:
-            values = pixel_line(head(idx, known), log_scale_range).pop(message).reshape(CHANNELS, len(idx), n)
-            images[:, idx] = values.transpose(2, 1, 0)
+            values = pixel_line(head(idx), log_scale_range).pop(message).reshape(CHANNELS, len(idx), n)
+            images[:, idx] = values
             known[:, idx] = values / 256.0
-        return images.reshape(n, -1)
+        return np.ascontiguousarray(images.transpose(2, 1, 0)).reshape(n, -1)
 
     return Codec(push, pop)
