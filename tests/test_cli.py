@@ -29,27 +29,29 @@ def run_json(*args):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("variant, model, picked", [
-    ("mnist-binarized", None, "hvae-binary"), ("mnist", None, "vae-8bit-sparse-wide"), ("fashion-mnist", None, "vae-fashion"),
-    ("mnist", "vqvae-8bit", "vqvae-8bit"), ("mnist-binarized", "vae-binary-fast", "vae-binary-fast")])
-def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked):
+@pytest.mark.parametrize("variant, model, picked, n", [
+    ("mnist-binarized", None, "hvae-binary", 10000), ("mnist", None, "vae-8bit-sparse-wide", 10000),
+    ("fashion-mnist", None, "vae-fashion", 10000), ("mnist", "vqvae-8bit", "vqvae-8bit", 2000),
+    ("mnist-binarized", "vae-binary-fast", "vae-binary-fast", 10000)])
+def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked, n):
     """Each data set gets its own default model (MNIST and Fashion-MNIST are told apart
     by which codes the first images smaller), and the rate stays within 1% of the
-    model's own cost: a VAE's -ELBO, a VQ-VAE's -log2 p(z) - log2 p(x|z_q)."""
+    model's own cost: a VAE's -ELBO, a VQ-VAE's -log2 p(z) - log2 p(x|z_q) (on the first
+    2,000 images: it codes some ten times slower than the VAEs)."""
     src = tmp_path / "digits.npy"
-    np.save(src, mnist_test(variant, 10000))
+    np.save(src, mnist_test(variant, n))
     original = src.read_bytes()
     r = run_json("compress", src, *(["--model", model] if model else []))
     packed = tmp_path / "digits.npy.bbans"
     assert r["model"] == picked and r["method"] == METHODS[kind(picked)]
-    assert r["n_images"] == 10000 and r["n_dims"] == 7840000
+    assert r["n_images"] == n and r["n_dims"] == n * 784
     assert r["compressed_bytes"] == packed.stat().st_size
-    assert r["bits_per_dim"] == pytest.approx(8 * r["compressed_bytes"] / 7840000)
+    assert r["bits_per_dim"] == pytest.approx(8 * r["compressed_bytes"] / (n * 784))
     vq = kind(picked) == "vqvae"
     assert r["bits_per_dim"] <= 1.01 * r["model_bits_per_dim" if vq else "neg_elbo_bits_per_dim"]
     if vq:
         i = run_json("info", packed)
-        header_bits = 8 * r["compressed_bytes"] - 7840000 * (i["latent_bits_per_dim"] + i["pixel_bits_per_dim"])
+        header_bits = 8 * r["compressed_bytes"] - n * 784 * (i["latent_bits_per_dim"] + i["pixel_bits_per_dim"])
         assert 0 < header_bits < 8 * 300
         assert i["latent_bits_per_dim"] == pytest.approx(r["latent_bits_per_dim"], rel=0.01)
     src.unlink()

@@ -1,5 +1,7 @@
 """From network outputs to pixel codecs, through fixed grids and lookup tables, so that
 encoder and decoder turn the same outputs into the same probabilities."""
+import functools
+
 import numpy as np
 
 from bbans.codecs import BernoulliLevels, Codec, affordable, bernoulli, bits_back, chain, mostly_zero, point, quantized_laplace
@@ -27,9 +29,15 @@ class GridTable:
         with np.errstate(over="ignore"):  # huge values go to infinity, then to the grid's end
             t = np.multiply(x, 1 / self.step, dtype=np.float32 if x.dtype == np.float32 else np.float64)
         t -= self.low / self.step
-        first, last = (0, len(self.values) - 1) if within is None else (self.index(within, dtype=float))
-        np.clip(t, first, last, out=t)
+        first, last = (0, len(self.values) - 1) if within is None else self.bounds(*within)
+        np.maximum(t, first, out=t)  # np.clip, without its Python wrappers (some 10 us a call)
+        np.minimum(t, last, out=t)
         return np.rint(t, out=t).astype(dtype)
+
+    @functools.lru_cache
+    def bounds(self, a: float, b: float) -> tuple:
+        """The indices of grid points a and b."""
+        return tuple(float(i) for i in self.index(np.array([a, b]), dtype=float))
 
     def __call__(self, x):
         return self.values[self.index(x)]
