@@ -61,9 +61,9 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
             known.append(c)
         return means[c]
 
-    def channel(c, components, earlier):
-        m, first = channel_means(c, earlier), components[c]
-        return quantized_laplace(np.where(first, m[1], m[0]), np.where(first, scales[c, 1], scales[c, 0]), 0, 255)
+    def channel(c, components, chosen_scales, earlier):
+        m = channel_means(c, earlier)
+        return quantized_laplace(np.where(components[c], m[1], m[0]), chosen_scales[c], 0, 255)
 
     def posterior(values):
         for c in range(CHANNELS):
@@ -76,14 +76,16 @@ def pixel_line(out: np.ndarray, log_scale_range) -> Codec:
         return affordable(categorical(probs), (probs[..., 1] > 0.5).astype(np.int32), probs[..., 0].size + 64)
 
     def likelihood(components):
+        chosen_scales = np.where(components, scales[:, 1], scales[:, 0])
+
         def push(message, values):
             for c in reversed(range(CHANNELS)):
-                channel(c, components, values[:c]).push(message, values[c])
+                channel(c, components, chosen_scales, values[:c]).push(message, values[c])
 
         def pop(message):
             values = np.empty((CHANNELS, out.shape[1]), np.int32)
             for c in range(CHANNELS):
-                values[c] = channel(c, components, values[:c]).pop(message)
+                values[c] = channel(c, components, chosen_scales, values[:c]).pop(message)
             return values
 
         return Codec(push, pop)

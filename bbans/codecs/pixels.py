@@ -20,24 +20,23 @@ class GridTable:
         self.values = fn(low + step * np.arange(round((high - low) / step) + 1))
 
     def index(self, x, dtype=np.intp, within=None) -> np.ndarray:
-        """The grid points' indices, computed in float32 for float32 x, else in float64:
-        x / step - low / step, clipped to the grid and rounded (exactly (x - low) / step,
-        the step being a power of two). `within` (a, b), grid points inside the table's
-        range: x clipped to it first (the same as clipping the indices to a's and b's, the
-        steps before being monotone)."""
+        """The grid points' indices, computed in float32 for float32 x, else in float64: x
+        clipped to the grid's ends, or to grid points a and b of `within` (a, b), then x /
+        step - low / step rounded (exactly (x - low) / step, the step being a power of
+        two; clipping first gives the indices of the ends exactly, as clipping after)."""
         x = np.asarray(x)
-        with np.errstate(over="ignore"):  # huge values go to infinity, then to the grid's end
-            t = np.multiply(x, 1 / self.step, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+        low, high = self.ends(*(within or (self.low, self.high)))
+        t = np.maximum(x, low, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+        np.minimum(t, high, out=t)  # (np.clip has Python wrappers that cost some 10 us a call)
+        t *= 1 / self.step
         t -= self.low / self.step
-        first, last = (0, len(self.values) - 1) if within is None else self.bounds(*within)
-        np.maximum(t, first, out=t)  # np.clip, without its Python wrappers (some 10 us a call)
-        np.minimum(t, last, out=t)
         return np.rint(t, out=t).astype(dtype)
 
     @functools.lru_cache
-    def bounds(self, a: float, b: float) -> tuple:
-        """The indices of grid points a and b."""
-        return tuple(float(i) for i in self.index(np.array([a, b]), dtype=float))
+    def ends(self, a: float, b: float) -> tuple:
+        """The grid points nearest a and b, inside the grid."""
+        first, last = (min(max(round((v - self.low) / self.step), 0), len(self.values) - 1) for v in (a, b))
+        return self.low + self.step * first, self.low + self.step * last
 
     def __call__(self, x):
         return self.values[self.index(x)]
