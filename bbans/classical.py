@@ -8,8 +8,8 @@ full only where the sample says they may come within MARGIN of the model's messa
 SPREAD of the smallest classical stream so far; JPEG-XL and WebP, slow at full effort
 (JPEG-XL effort 9 codes some 80,000 pixels/s, several times slower than the models), from
 a larger sample spread over the chunk, only where it says they beat the model's message
-by SLOW_MARGIN; in a chunk no larger than a sample they code it all at quick settings
-first, and WebP at full effort only where that comes close. Files that are JPEGs are recoded by
+by SLOW_MARGIN; in a chunk no larger than a sample, WebP codes it all at quick settings
+first, and at full effort only where that comes close. Files that are JPEGs are recoded by
 JPEG-XL (recode_jpeg), which gives the same bytes back.
 
 A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
@@ -38,9 +38,10 @@ WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the fi
 # below the model's message (in a smaller one, where JPEG-XL e9 takes a second or less,
 # wherever it is within MARGIN: a 225x150 photo crop's effort-7 stream is 3% over e9's)
 SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
-# WebP's method 6 came at most 4.5% below its method 3 (CIFAR-10 images, photo crops, noise,
-# gradients; as often above), at 100 to 300 times the time; JPEG-XL's effort 9, up to 12%
-# below effort 7 at 4 times the time, is always tried
+# A small chunk's codecs that code it at quick settings first: WebP, whose method 6 came at
+# most 4.5% below its method 3 (CIFAR-10 images, photo crops, noise, gradients; as often
+# above) at 100 to 300 times the time; not JPEG-XL, whose effort 9 came up to 12% below
+# effort 7 at 4 times the time
 QUICK_GAIN = {4: 1.08}
 STRIPS = 8  # strips of rows, SLOW_SAMPLE_BYTES each: the sample of a chunk of one image larger than them all
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
@@ -132,13 +133,13 @@ def choose(pixels: np.ndarray, shape, message=None):
     """(codec, payload) of the chunk `pixels` (n, h * w * c) uint8 of images of `shape`
     (h, w, c) whose model message is `message`: the model's, or a classical codec's where
     that is smaller; the smallest classical codec's where there is no message. A chunk no
-    larger than a sample is tried with every codec in full: the SLOW ones at their quick
-    settings first (a stream to choose too), WebP at full effort only where that comes
-    within QUICK_GAIN of the smallest stream so far."""
+    larger than a sample is tried with every codec in full, WebP at its quick settings
+    first (a stream to choose too) and at full effort only where that comes within
+    QUICK_GAIN of the smallest stream so far."""
     fitting = [c for c, codec in CODECS.items() if codec[4](len(pixels), shape)]
     quick = {}
     if pixels.nbytes <= SAMPLE_BYTES:
-        quick = {c: CODECS[c][2](pixels, shape) for c in fitting if c in SLOW}
+        quick = {c: CODECS[c][2](pixels, shape) for c in fitting if c in QUICK_GAIN}
         estimates = {c: len(quick[c]) if c in quick else 0 for c in fitting}
     else:
         estimates = {c: _estimate(c, pixels, shape) for c in fitting}
@@ -150,7 +151,7 @@ def choose(pixels: np.ndarray, shape, message=None):
         if c in SLOW and large and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
             continue
         stream = quick.get(c)
-        if stream is None or len(stream) + CRC.size <= QUICK_GAIN.get(c, np.inf) * size:
+        if stream is None or len(stream) + CRC.size <= QUICK_GAIN[c] * size:
             full = CODECS[c][1](pixels, shape)
             stream = full if stream is None or len(full) < len(stream) else stream
         payload = _with_crc(stream)
