@@ -8,8 +8,9 @@ full only where the sample says they may come within MARGIN of the model's messa
 SPREAD of the smallest classical stream so far; JPEG-XL and WebP, slow at full effort
 (JPEG-XL effort 9 codes some 80,000 pixels/s, several times slower than the models), from
 a larger sample spread over the chunk, only where it says they beat the model's message
-by SLOW_MARGIN; in a chunk no larger than a sample, WebP codes it all at quick settings
-first, and at full effort only where that comes close. Files that are JPEGs are recoded by
+by SLOW_MARGIN, and WebP only where its estimate comes within QUICK_GAIN of the smallest
+stream so far (in a chunk no larger than a sample, the whole chunk at quick settings is
+its estimate, and a stream to choose too). Files that are JPEGs are recoded by
 JPEG-XL (recode_jpeg), which gives the same bytes back.
 
 A classical chunk's payload is the CRC-32 of its stream (4 bytes), then the stream:
@@ -38,11 +39,12 @@ WARMING = {1, 3}  # xz and PNG: LZ coders, whose dictionary warms up over the fi
 # below the model's message (in a smaller one, where JPEG-XL e9 takes a second or less,
 # wherever it is within MARGIN: a 225x150 photo crop's effort-7 stream is 3% over e9's)
 SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
-# A small chunk's codecs that code it at quick settings first: WebP, whose method 6 came at
-# most 4.5% below its method 3 (CIFAR-10 images, photo crops, noise, gradients; as often
-# above) at 100 to 300 times the time; not JPEG-XL, whose effort 9 came up to 12% below
-# effort 7 at 4 times the time
-QUICK_GAIN = {4: 1.08}
+# Codecs tried at full effort only where their estimate (their quick settings' stream, for
+# one image or a small chunk the whole of it) comes within this factor of the smallest
+# stream so far: WebP, whose method 6 came at most 4.5% below its method 3 (CIFAR-10 images,
+# photo crops, noise, gradients; as often above) at 100 to 300 times the time; not JPEG-XL,
+# whose effort 9 came up to 12% below effort 7 at 4 times the time
+QUICK_GAIN = {4: 1.05}
 STRIPS = 8  # strips of rows, SLOW_SAMPLE_BYTES each: the sample of a chunk of one image larger than them all
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 WEBP_SIDE = 16383
@@ -132,10 +134,10 @@ def name(codec: int, model: str) -> str:
 def choose(pixels: np.ndarray, shape, message=None):
     """(codec, payload) of the chunk `pixels` (n, h * w * c) uint8 of images of `shape`
     (h, w, c) whose model message is `message`: the model's, or a classical codec's where
-    that is smaller; the smallest classical codec's where there is no message. A chunk no
-    larger than a sample is tried with every codec in full, WebP at its quick settings
-    first (a stream to choose too) and at full effort only where that comes within
-    QUICK_GAIN of the smallest stream so far."""
+    that is smaller; the smallest classical codec's where there is no message. WebP runs at
+    full effort only where its estimate comes within QUICK_GAIN of the smallest stream so
+    far. A chunk no larger than a sample is tried with every codec in full, WebP at its
+    quick settings first (its estimate, and a stream to choose too)."""
     fitting = [c for c, codec in CODECS.items() if codec[4](len(pixels), shape)]
     quick = {}
     if pixels.nbytes <= SAMPLE_BYTES:
@@ -151,9 +153,11 @@ def choose(pixels: np.ndarray, shape, message=None):
         if c in SLOW and large and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
             continue
         stream = quick.get(c)
-        if stream is None or len(stream) + CRC.size <= QUICK_GAIN[c] * size:
+        if c not in QUICK_GAIN or estimates[c] + CRC.size <= QUICK_GAIN[c] * size:
             full = CODECS[c][1](pixels, shape)
             stream = full if stream is None or len(full) < len(stream) else stream
+        elif stream is None:  # at full effort it would not come out smallest either
+            continue
         payload = _with_crc(stream)
         if len(payload) < size:
             best, size = (c, payload), len(payload)
