@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bbans.codecs.colour import CHANNELS, channel_params
 from bbans.models.colour import mixture_log_mass, neighbours
@@ -20,15 +19,6 @@ from bbans.models.vae import LOG_SCALE_RANGE
 from bbans.models.zoo import load_network
 
 SIDE = 32
-
-
-def across(image: torch.Tensor, context) -> torch.Tensor:
-    """(H, W, 3) -> (H, W, 3 len(context)): each pixel's neighbourhood in the whole image, as
-    bbans.models.colour.neighbours gives it for a tile (values / 256, zero outside)."""
-    h, w, _ = image.shape
-    v = F.pad(image.permute(2, 0, 1)[None] / 256.0, (2, 2, 2, 0))
-    taps = [v[:, :, 2 + di:2 + di + h, 2 + dj:2 + dj + w] for di, dj in context]
-    return torch.stack(taps, -1).permute(0, 2, 3, 4, 1).reshape(h, w, -1)
 
 
 def as_tiles(a: torch.Tensor) -> torch.Tensor:
@@ -48,7 +38,7 @@ def costs(vae, image: np.ndarray) -> dict:
     features = vae.decoder(mu).reshape(len(pixels), SIDE * SIDE, vae.features)
     out = {}
     for name, context in [("in tiles", neighbours(pixels.reshape(-1, SIDE, SIDE, 3), vae.context)),
-                          ("across tiles", as_tiles(across(x, vae.context)))]:
+                          ("across tiles", as_tiles(neighbours(x[None], vae.context).reshape(h, w, -1)))]:
         heads = vae.head(torch.cat([features, context], -1)).movedim(-1, 0)
         values = pixels.movedim(-1, 0)
         bits = sum(-mixture_log_mass(values[c], means, log_scales.clip(*LOG_SCALE_RANGE), logit)

@@ -38,12 +38,12 @@ def mixture_log_mass(x, means, log_scales, logit):
 
 
 def neighbours(x: torch.Tensor, context) -> torch.Tensor:
-    """(B, S, S, 3) pixel values -> (B, S², 3 len(context)): the values / 256 at each offset
+    """(B, H, W, 3) pixel values -> (B, H W, 3 len(context)): the values / 256 at each offset
     of `context` from each pixel, offset-major, zero outside the image."""
-    side = x.shape[1]
+    height, width = x.shape[1:3]
     v = F.pad(x.permute(0, 3, 1, 2) / 256.0, (2, 2, 2, 0))
-    taps = [v[:, :, 2 + di:2 + di + side, 2 + dj:2 + dj + side] for di, dj in context]
-    return torch.stack(taps, -1).permute(0, 2, 3, 4, 1).reshape(len(x), side * side, -1)
+    taps = [v[:, :, 2 + di:2 + di + height, 2 + dj:2 + dj + width] for di, dj in context]
+    return torch.stack(taps, -1).permute(0, 2, 3, 4, 1).reshape(len(x), height * width, -1)
 
 
 class ColourVAE(nn.Module):
@@ -126,10 +126,7 @@ class ExactColourVAE:
         self.log_scale_range = LOG_SCALE_RANGE
         self.encoder = exact_mlp(vae.encoder, largest and largest["encoder"], PIXEL_GRIDS["laplace_ar"])
         self.decoder = exact_mlp(vae.decoder, largest and largest["decoder"], LATENT_GRID)
-        # the head's inputs come channel-major (the colour codec's layout), the network's offset-major
-        c = len(self.context)
-        rows = self.features + (np.arange(c)[:, None] + c * np.arange(CHANNELS)).ravel()
-        self.head = ExactColumns(vae.head, np.concatenate([np.arange(self.features), rows, [self.features + 3 * c]]))
+        self.head = ExactColumns(vae.head)
 
     def posterior(self, x: np.ndarray):
         """uint8 (B, S² 3) -> mean and log-sigma of q(z|x), each (B, latent)."""
@@ -145,6 +142,7 @@ class ExactColourVAE:
 
     def pixel_head(self, table: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The head's outputs (OUTPUTS, k n), exact, for k pixels in n images whose inputs
-        (features as decode gives them, then context values / 256 channel by channel)
-        are rows (F + 3 len(context), k) of table (R, n)."""
+        (features as decode gives them, then context values / 256, offset by offset, the
+        three channels of each, as `neighbours` gives them) are rows (F + 3 len(context),
+        k) of table (R, n)."""
         return self.head.gather(table, rows)

@@ -103,9 +103,7 @@ class ExactColumns:
 
     BLOCK = 1024
 
-    def __init__(self, seq: nn.Sequential, inputs=None):
-        """`inputs`: where the network's inputs (and the ones, last) stand in the columns' rows
-        (the exact sums do not depend on their order), if not in the same order."""
+    def __init__(self, seq: nn.Sequential):
         linears = [m for m in seq if isinstance(m, nn.Linear)]
         self.matrices = []
         for i, m in enumerate(linears):
@@ -114,8 +112,6 @@ class ExactColumns:
             last = i == len(linears) - 1
             w = w * (1 / ACT_GRID if i == 0 else 1) * (ACT_GRID if last else 1)
             a = np.concatenate([w, (b if last else b / ACT_GRID)[:, None]], 1)
-            if i == 0 and inputs is not None:
-                a = a[:, np.argsort(inputs)]
             if not last:
                 a = np.concatenate([a, np.eye(1, a.shape[1], a.shape[1] - 1)])
             self.matrices.append(a)

@@ -6,9 +6,9 @@ line (of every image of the batch) at once: their neighbourhoods lie on earlier 
 
 The model object needs `side`, `context` (offsets (di, dj) with 2 di + dj < 0) and
 `pixel_head(table (R, n), rows (F + 3 len(context), k))` -> its outputs (OUTPUTS, k n) for
-k pixels of n images, whose inputs (features, then context values / 256 channel by
-channel) are the table's rows (bbans.models.grids.ExactColumns.gather), bit-identical on
-any machine; everything after goes through the grids and tables of bbans.codecs.pixels.
+k pixels of n images, whose inputs (features, then context values / 256, the three
+channels of each offset in turn) are the table's rows (bbans.models.grids.ExactColumns.gather),
+bit-identical on any machine; everything after goes through the grids and tables of bbans.codecs.pixels.
 """
 import numpy as np
 
@@ -115,9 +115,10 @@ def colour_ar(model, features: np.ndarray, log_scale_range, valid=None) -> Codec
         table[:pixels * f, start:start + 64] = flat[start:start + 64].T
     known = table[pixels * f:].reshape(CHANNELS, pixels + 1, n)  # values / 256, the last pixel the zero pad
     context = context_index(model.context, model.side, valid).T  # (C, pixels), `pixels` outside
-    # the table's rows of each pixel's inputs: its features, then its context's values channel by channel
-    inputs = np.concatenate([pixels * f + c * (pixels + 1) + context for c in range(CHANNELS)])
-    inputs = np.concatenate([np.arange(f)[:, None] + f * np.arange(pixels), inputs])
+    # the table's rows of each pixel's inputs: its features, then its context's values, the
+    # three channels of each offset in turn (the network's order)
+    neighbours = (pixels * f + np.arange(CHANNELS)[None, :, None] * (pixels + 1) + context[:, None]).reshape(-1, pixels)
+    inputs = np.concatenate([np.arange(f)[:, None] + f * np.arange(pixels), neighbours])
     order = lines(model.side, valid)
 
     def head(idx):
