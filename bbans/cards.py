@@ -116,8 +116,8 @@ def measured(name: str, images, nll_samples, nll_images, data: str, test_data: s
     return dict(
         name=name, summary=recipe["summary"], architecture=saved["config"],
         parameters=sum(v.numel() for v in saved["state_dict"].values()), data=data, test_data=test_data,
-        recipe={k: recipe[k] for k in ("epochs", "stop_epoch", "batch", "lr", "warmup", "free_bits", "clip", "seed")
-                if k in recipe},
+        recipe={k: recipe[k] for k in ("start", "epochs", "stop_epoch", "batch", "lr", "warmup", "free_bits", "clip",
+                                       "seed") if k in recipe},
         training_minutes=history[-1]["minutes"], epochs=history[-1]["epoch"],
         **{f"test_{k}": round(v, 5) for k, v in fig.items() if k.endswith("bits_per_dim")},
         **{k: fig[k] for k in ("nll_samples", "nll_images", *FLOW_NOTES) if k in fig},

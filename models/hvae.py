@@ -2,9 +2,11 @@
 
 Generative model, top-down: p(z_L) = N(0, I), or with `top_groups` an autoregressive flow
 prior (bbans.models.made), diagonal Gaussians p(z_i | z_i+1), Bernoulli pixels p(x | z_1).
-Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i). With inference a
-Markov chain as well, each layer's pop and push can be interleaved (Kingma, Abbeel, Ho
-2019), so that coding starts with the bits of one layer, not of all of them.
+Inference, bottom-up: q(z_1 | x), then q(z_i+1 | z_i), diagonal Gaussians, or with
+`post_groups` each corrected by an autoregressive flow given the Gaussian's own mean and
+log-sigma (bbans.models.made). With inference a Markov chain as well, each layer's pop and
+push can be interleaved (Kingma, Abbeel, Ho 2019), so that coding starts with the bits of
+one layer, not of all of them.
 """
 import math
 
@@ -24,6 +26,13 @@ def gaussian(out):
     return out[..., :d], out[..., d:].clip(*LOG_SIGMA_RANGE)
 
 
+def shift(out, mean, log_sigma):
+    """A posterior flow's output (..., 2d), a tensor or a numpy array, added to the mean
+    and log-sigma it shifts (the log-sigma clamped)."""
+    d = out.shape[-1] // 2
+    return mean + out[..., :d], (log_sigma + out[..., d:]).clip(*LOG_SIGMA_RANGE)
+
+
 def log_normal(z, mean, log_sigma):
     return (-0.5 * ((z - mean) / log_sigma.exp())**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
 
@@ -33,17 +42,23 @@ class HVAE(nn.Module):
     p(layer i | z_i+1): pixel logits for i = 0, else a Gaussian. The pixel networks have
     two hidden layers of `hidden`, the latent ones one of `latent_hidden`. With
     `top_groups`, `top` (a MADE with a hidden layer of `top_hidden`) gives z_L's prior
-    in that many groups, each given those before it."""
+    in that many groups, each given those before it; with `post_groups`, post[i] (a MADE
+    with a hidden layer of `post_hidden`) shifts the mean and log-sigma of q(z_i+1 | .) in
+    that many groups, each given those before it and the Gaussian it shifts."""
 
     likelihood = "bernoulli"
 
-    def __init__(self, latents=(32, 16, 8), hidden=256, latent_hidden=128, top_groups=None, top_hidden=None):
+    def __init__(self, latents=(32, 16, 8), hidden=256, latent_hidden=128, top_groups=None, top_hidden=None,
+                 post_groups=None, post_hidden=None):
         super().__init__()
         self.config = dict(latents=list(latents), hidden=hidden, latent_hidden=latent_hidden)
-        self.top = None
+        self.top = self.post = None
         if top_groups:  # (earlier models' configs have no such keys)
             self.config.update(top_groups=top_groups, top_hidden=top_hidden)
             self.top = made(latents[-1], top_hidden, top_groups)
+        if post_groups:
+            self.config.update(post_groups=post_groups, post_hidden=post_hidden)
+            self.post = nn.ModuleList(made(d, post_hidden, post_groups, context=2 * d) for d in latents)
         self.latents = list(latents)
         sizes = [PIXELS] + self.latents
         inner = [[hidden] * 2] + [[latent_hidden]] * (len(latents) - 1)
@@ -62,9 +77,13 @@ class HVAE(nn.Module):
         z drawn from q: one-sample estimates of each layer's KL."""
         v = x.reshape(len(x), PIXELS).to(torch.get_default_dtype())
         zs, posteriors, below = [], [], v
-        for net in self.up:
+        for i, net in enumerate(self.up):
             mean, log_sigma = gaussian(net(below))
-            below = mean + log_sigma.exp() * torch.randn_like(mean)
+            noise = torch.randn_like(mean)
+            if self.post is None:
+                below = mean + log_sigma.exp() * noise
+            else:
+                below, mean, log_sigma = self.flow_sample(i, mean, log_sigma, noise)
             posteriors.append(log_normal(below, mean, log_sigma))
             zs.append(below)
         top = gaussian(self.top(zs[-1])) if self.top is not None else (torch.zeros_like(zs[-1]),) * 2
@@ -72,6 +91,21 @@ class HVAE(nn.Module):
         priors.append(log_normal(zs[-1], *top))
         rec = -F.binary_cross_entropy_with_logits(self.down[0](zs[0]), v, reduction="none").sum(-1)
         return rec, [q - p for q, p in zip(posteriors, priors)]
+
+    def flow_sample(self, i, mean, log_sigma, noise):
+        """z_i+1 drawn from the flow posterior q(z_i+1 | .) whose Gaussian before the flow
+        is N(mean, exp(log_sigma)), group by group from `noise`, and the mean and
+        log-sigma of each latent (those of a group given the groups before it). The flow
+        sees the Gaussian on the coder's latent grid (rounded, the gradient passed
+        straight through), as the coder gives it."""
+        step, width = LATENT_GRID[0], 2**7 * LATENT_GRID[0]
+        context = torch.cat([mean, log_sigma], -1).clamp(-width, width - step)
+        context = context + (torch.round(context / step) * step - context).detach()
+        z = torch.zeros_like(mean)
+        for group in groups(mean.shape[-1], self.config["post_groups"]):
+            shifted_mean, shifted_log_sigma = shift(self.post[i](torch.cat([context, z], -1)), mean, log_sigma)
+            z = z.index_copy(-1, torch.from_numpy(group), (shifted_mean + shifted_log_sigma.exp() * noise)[:, group])
+        return z, shifted_mean, shifted_log_sigma
 
     @torch.no_grad()
     def iw_log_likelihood(self, x, samples=1000, chunk=100):
@@ -99,6 +133,11 @@ class ExactHVAE:
         if net.top is not None:
             self.top = exact_mlp(plain(net.top), largest and largest["top"], LATENT_GRID)
             self.top_groups = groups(net.latents[-1], net.config["top_groups"])
+        self.post = None  # diagonal Gaussian posteriors, or flows on them:
+        if net.post is not None:
+            self.post = [exact_mlp(plain(m), largest and largest[f"post.{i}"], LATENT_GRID)
+                         for i, m in enumerate(net.post)]
+            self.post_groups = [groups(d, net.config["post_groups"]) for d in net.latents]
 
     def top_prior(self, z: np.ndarray):
         """z_L on the coder's grid -> mean and log-sigma of each latent's prior, given the
@@ -109,6 +148,12 @@ class ExactHVAE:
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
         mean and log-sigma of q(z_i+1 | layer i) (float32 from the integer networks)."""
         return gaussian(self.up[i](below))
+
+    def posterior_flow(self, i: int, mean: np.ndarray, log_sigma: np.ndarray, z: np.ndarray):
+        """inference(i, .)'s Gaussian and z_i+1 on the coder's grid -> mean and log-sigma of
+        each latent of the flow posterior, given the Gaussian and the groups before its
+        own (post_groups[i])."""
+        return shift(self.post[i](np.concatenate([mean, log_sigma, z], -1)), mean, log_sigma)
 
     def generative(self, i: int, z: np.ndarray):
         """z_i+1 on the coder's grid -> pixel logits (i = 0), else mean and log-sigma of

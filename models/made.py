@@ -1,9 +1,10 @@
-"""An autoregressive flow prior over a layer of latents for the bits-back coder: MADE
-(Germain et al. 2015) as a one-step MAF (Papamakarios et al. 2017). The latents fall
-into `groups` groups in order; each latent's Gaussian, mean and log-sigma, comes from the
-groups before it alone (the first group's from the biases), so that the coder pops the
-groups one after another, each through the latent tables as any diagonal Gaussian, and
-pushes them all from one evaluation.
+"""An autoregressive flow over a layer of latents for the bits-back coder: MADE (Germain
+et al. 2015) as a one-step MAF (Papamakarios et al. 2017), for a prior, or given a
+context for a posterior. The latents fall into `groups` groups in order; each latent's
+Gaussian, mean and log-sigma, comes from the context and the groups before it alone (the
+first group's from the context alone), so that the coder pops the groups one after
+another, each through the latent tables as any diagonal Gaussian, and pushes them all
+from one evaluation: a prior pops in decoding, a posterior in encoding.
 
 The masks make the weights from later groups zero; the integer form of the network
 (bbans.models.intnet.IntNet, of `plain`'s unmasked copy) keeps them exactly zero, so a
@@ -30,13 +31,18 @@ def group_of(latent: int, groups: int) -> torch.Tensor:
     return torch.arange(latent) * groups // latent
 
 
-def made(latent: int, hidden: int, groups: int) -> nn.Sequential:
-    """(B, latent) -> (B, 2 latent), the means then the log-sigmas, each latent's from the
-    groups before its own (one hidden layer; hidden unit k sees groups up to k mod
-    (groups - 1)). The last layer starts at zero: N(0, I), the prior it replaces."""
+def made(latent: int, hidden: int, groups: int, context: int = 0) -> nn.Sequential:
+    """(B, context + latent) -> (B, 2 latent), the means then the log-sigmas, each latent's
+    from the context (the first `context` inputs) and the groups before its own, through
+    one hidden layer: hidden unit k sees all the context and the groups up to u(k) = k mod
+    (groups - 1), or with a context k mod groups - 1 (the units at -1 see the context
+    alone, for the first group). The last layer starts at zero: N(0, I), the prior it
+    replaces, or no change to the Gaussian it corrects."""
     assert 2 <= groups <= latent
-    group, unit = group_of(latent, groups), torch.arange(hidden) % (groups - 1)
-    first = MaskedLinear(latent, hidden, (unit[:, None] >= group[None, :]).float())
+    group = group_of(latent, groups)
+    unit = torch.arange(hidden) % groups - 1 if context else torch.arange(hidden) % (groups - 1)
+    sees = torch.cat([torch.ones(hidden, context), (unit[:, None] >= group[None, :]).float()], 1)
+    first = MaskedLinear(context + latent, hidden, sees)
     last = MaskedLinear(hidden, 2 * latent, (group[:, None] > unit[None, :]).float().repeat(2, 1))
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)

@@ -108,7 +108,8 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     `out` (same recipe and epochs), or, where a run at `out` finished fewer `epochs`, from
     its weights for the epochs still to go (a run stopped inside an epoch goes on with the
     rest of it): a fresh learning-rate cycle over them (peak EXTEND_LR of the recipe's),
-    seeded by the epoch it starts in. `device` is torch's; `bar` draws a progress bar."""
+    seeded by the epoch it starts in. A recipe with "start" begins from that model's weights
+    (its own new parts as they start). `device` is torch's; `bar` draws a progress bar."""
     recipe = ZOO[name]
     epochs = epochs or recipe["epochs"]
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -144,6 +145,12 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     path.parent.mkdir(parents=True, exist_ok=True)
     half = kind(name) not in FLOWS
     history, start, first = [], time.time(), 0
+    if "start" in recipe and not (finished or state):  # fine-tuning a trained model: its weights, the new parts' own
+        missing, unexpected = vae.load_state_dict(torch.load(weights_path(recipe["start"]), weights_only=True)
+                                                  ["state_dict"], strict=False)
+        if unexpected or not missing:
+            raise BbansError(f"{name} is not {recipe['start']} with parts added")
+        log(f"starting {name} from {recipe['start']}'s weights")
     if finished:
         vae.load_state_dict(finished["state_dict"])
         history, first = finished["history"], int(begin)
@@ -209,7 +216,13 @@ def train(name, epochs=None, threads=1, log=print, out=None, resume=False, image
     return vae, history
 
 
-if __name__ == "__main__":
-    import sys
-    train(sys.argv[1], threads=int(sys.argv[2]), out=Path(sys.argv[3]) if len(sys.argv) > 3 else None,
-          resume="--resume" in sys.argv)
+if __name__ == "__main__":  # python -m bbans.models.train NAME THREADS [OUT] [--resume] [--epochs N]
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m bbans.models.train")
+    parser.add_argument("name")
+    parser.add_argument("threads", type=int)
+    parser.add_argument("out", nargs="?", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--epochs", type=int)
+    args = parser.parse_args()
+    train(args.name, args.epochs, args.threads, out=args.out, resume=args.resume)

@@ -52,6 +52,13 @@ ZOO = {
         data="mnist", binarized=True, epochs=100, batch=128, lr=1e-3, warmup=10, seed=0, card_nll=(1000, 1000),
         summary="hvae-binary with an autoregressive flow prior on its top layer (MADE, 8 groups of 2 latents); "
                 "binarized MNIST"),
+    "hvae-binary-flowq": dict(
+        kind="hvae",
+        arch=dict(latents=[32, 24, 16], hidden=512, latent_hidden=256, post_groups=4, post_hidden=256),
+        data="mnist", binarized=True, epochs=30, batch=128, lr=3e-4, warmup=1, seed=100, start="hvae-binary",
+        card_nll=(1000, 1000),
+        summary="hvae-binary with autoregressive flow posteriors (MADE, 4 groups) on its three layers, trained 30 "
+                "epochs on from hvae-binary's 100; binarized MNIST"),
     "vae-8bit-mix": dict(
         arch=dict(LAPLACE_VAE, components=2), data="mnist", epochs=45, **RECIPE_8BIT,
         summary="vae-8bit with a mixture of two discretized Laplaces per pixel, coded with bits back on the "

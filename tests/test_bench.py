@@ -47,7 +47,7 @@ def test_fashion_mnist_gets_its_model_and_every_classical_codec(data):
 
 def test_models_fit_by_data_set_and_binarization():
     assert bench.fitting_models("mnist-binarized") == [
-        "hvae-binary", "vae-binary", "vae-binary-fast", "hvae-binary-maf"]  # default first
+        "hvae-binary", "vae-binary", "vae-binary-fast", "hvae-binary-maf", "hvae-binary-flowq"]  # default first
     assert bench.fitting_models("mnist") == [
         "vae-8bit-sparse-wide", "vae-8bit", "vae-8bit-mix", "vae-8bit-sparse", "vqvae-8bit", "realnvp"]
     assert bench.fitting_models("fashion-mnist") == ["vae-fashion"]

@@ -4,21 +4,23 @@ import torch
 
 from bbans.codecs.vae import BitSwapCodec
 from conftest import bits_of, images_for
-from bbans.models.hvae import HVAE, ExactHVAE
+from bbans.models.hvae import HVAE, ExactHVAE, shift
 from bbans.models.intnet import IntNet, calibrate
 
 
-@pytest.fixture(scope="module", params=["grids", "integer", "integer, flow prior"])
+@pytest.fixture(scope="module", params=["grids", "integer", "integer, flow prior", "integer, flow posterior"])
 def hvae(request):
     """An untrained four-layer hierarchical VAE, as torch and as the codecs see it: on
     float64 grids, or on integers (calibrated on random images), with N(0, I) or an
-    autoregressive flow prior on the top layer (random, not the identity it starts as)."""
+    autoregressive flow prior on the top layer, or flow posteriors on every layer (the
+    flows random, not the identity they start as)."""
     torch.manual_seed(2)
-    flow = dict(top_groups=3, top_hidden=8) if "flow" in request.param else {}
+    flow = dict(top_groups=3, top_hidden=8) if "flow prior" in request.param else {}
+    flow.update(dict(post_groups=3, post_hidden=8) if "flow posterior" in request.param else {})
     net = HVAE(latents=(8, 6, 4, 5), hidden=32, latent_hidden=16, **flow).eval()
-    if flow:
-        torch.nn.init.normal_(net.top[-1].weight, std=0.5)
-        torch.nn.init.normal_(net.top[-1].bias, std=0.3)
+    for made in ([net.top] if net.top is not None else []) + list(net.post or []):
+        torch.nn.init.normal_(made[-1].weight, std=0.5)
+        torch.nn.init.normal_(made[-1].bias, std=0.3)
     if request.param == "grids":
         return net, ExactHVAE(net)
     images = torch.from_numpy(images_for("bernoulli", 200, seed=9).reshape(-1, 28, 28)).float()
@@ -110,3 +112,44 @@ def test_the_flow_prior_costs_its_density_on_the_grid(hvae):
     nats = 0.5 * ((z - mean) / np.exp(log_sigma))**2 + log_sigma + 0.5 * np.log(2 * np.pi) - np.log(tables.step)
     expected = nats.sum() / np.log(2)
     assert abs(bits_of(lambda m: codec.top_prior(40).push(m, cells)) - expected) < 0.005 * expected + 32
+
+
+def flow_posterior(hvae):
+    if hvae[0].post is None:
+        pytest.skip("Gaussian posteriors")
+    return hvae
+
+
+@pytest.mark.parametrize("layer", range(4))
+def test_a_group_of_the_flow_posterior_ignores_the_groups_after_it(hvae, layer):
+    """The encoder pops each layer's latents group by group, the later groups' cells still
+    zero: each group's Gaussians must come out the same bits whatever those hold, and
+    differ from the Gaussian the flow shifts."""
+    _, model = flow_posterior(hvae)
+    rng = np.random.default_rng(layer)
+    below = images_for("bernoulli", 50) if layer == 0 else rng.integers(-40, 41, (50, model.latents[layer - 1])) / 16
+    mean, log_sigma = model.inference(layer, below)
+    z = rng.integers(-40, 41, mean.shape) / 16
+    groups = model.post_groups[layer]
+    flow = model.posterior_flow(layer, mean, log_sigma, z)
+    for g, group in enumerate(groups):
+        changed = z.copy()
+        later = np.concatenate(groups[g:])
+        changed[:, later] = rng.integers(-128, 128, (50, len(later))) / 16
+        for a, b in zip(flow, model.posterior_flow(layer, mean, log_sigma, changed)):
+            assert a[:, group].tobytes() == b[:, group].tobytes()
+    assert not np.allclose(flow[0], mean) and not np.allclose(flow[1], log_sigma)
+
+
+def test_the_exact_flow_posterior_matches_torch(hvae):
+    """The coder's flow sees the Gaussian as training did: mean, then log-sigma, then z."""
+    net, model = flow_posterior(hvae)
+    mean, log_sigma = model.inference(0, images_for("bernoulli", 40))
+    mean, log_sigma = np.round(mean * 16) / 16, np.round(log_sigma * 16) / 16  # on the grid, as the flow sees them
+    z = mean + np.random.default_rng(4).integers(-2, 3, mean.shape) / 16  # (within the calibration's range)
+    with torch.no_grad():
+        inputs = torch.from_numpy(np.concatenate([mean, log_sigma, z], -1)).float()
+        expected = shift(net.post[0](inputs).numpy(), mean, log_sigma)
+    for got, want, base in zip(model.posterior_flow(0, mean, log_sigma, z), expected, (mean, log_sigma)):
+        change = want - base  # the flow's shift; 8-bit weights and activations round it
+        np.testing.assert_allclose(got - base, change, atol=0.1 * change.std())

@@ -138,6 +138,21 @@ def test_a_run_stopped_inside_an_epoch_goes_on_with_the_rest_of_it(tmp_path, mon
     assert lines[0] == "extending vae-cifar from epoch 0.4 to 2" and [h["epoch"] for h in history] == [0.4, 1, 2]
 
 
+def test_a_recipe_with_a_start_trains_on_from_that_models_weights(data, tmp_path, monkeypatch):
+    """hvae-binary-flowq begins as hvae-binary with flows added: one step on, the parts
+    they share are hvae-binary's give or take a step of Adam."""
+    monkeypatch.setitem(zoo.ZOO, "hvae-binary-flowq", dict(zoo.ZOO["hvae-binary-flowq"], stop_epoch=0.002))
+    lines = []
+    net, _ = train("hvae-binary-flowq", out=tmp_path / "q.pt", log=lines.append)
+    assert lines[0] == "starting hvae-binary-flowq from hvae-binary's weights"
+    base, tuned = zoo.load_network("hvae-binary").state_dict(), net.state_dict()
+    assert any(k.startswith("post.") for k in tuned) and not any(k.startswith("post.") for k in base)
+    assert all(float((tuned[k] - base[k]).abs().max()) < 1e-3 for k in base)
+    monkeypatch.setitem(zoo.ZOO, "hvae-binary-flowq", dict(zoo.ZOO["hvae-binary-flowq"], start="vae-binary"))
+    with pytest.raises(BbansError, match="is not vae-binary with parts added"):
+        train("hvae-binary-flowq", out=tmp_path / "wrong.pt")
+
+
 def test_too_few_images_are_refused(tmp_path):
     with pytest.raises(BbansError, match="too few"):
         train("vae-cifar", epochs=1, out=tmp_path / "few.pt", images=smooth(5, 32, 32), source="test")

@@ -148,11 +148,12 @@ def bits_back(prior: Codec, likelihood: Callable[[Any], Codec],
 def affordable(posterior: Codec, mode, bits: float) -> Codec:
     """A bits-back posterior that pops from the message only if it holds at least `bits`
     (a stack popped dry yields latents of no use, which then cost dear); else it takes
-    `mode`. A bit pushed after it tells the decoder which."""
+    `mode`, or what `mode()` gives where it is a function. A bit pushed after it tells
+    the decoder which."""
 
     def pop(message):
         popped = message.num_bits() >= bits
-        z = posterior.pop(message) if popped else mode
+        z = posterior.pop(message) if popped else mode() if callable(mode) else mode
         POPPED_FLAG.push(message, [int(popped)])
         return z
 

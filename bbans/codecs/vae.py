@@ -161,7 +161,9 @@ def _part(codec, out: np.ndarray, side: int, valid) -> Codec:
 
 class BitSwapCodec(VAECodec):
     """A VAE with latent layers z_1..z_L (bbans.models.hvae: binary pixels, Markov inference
-    `inference(i, layer i)` and generative `generative(i, z_i+1)`, layer 0 being x).
+    `inference(i, layer i)` and generative `generative(i, z_i+1)`, layer 0 being x; `top`
+    and `post` None, or flows on z_L's prior and on the posteriors, `top_prior` and
+    `posterior_flow` in the groups `top_groups` and `post_groups`).
 
     Bit-Swap (Kingma, Abbeel, Ho 2019) is bits-back whose prior is itself bits-back:
     pop z_1 ~ q(z_1|x), push x ~ p(x|z_1), then code z_1 the same way one layer up, and
@@ -180,13 +182,23 @@ class BitSwapCodec(VAECodec):
             self.fraction = 0.25
 
     def up(self, i: int):
-        """Layer i's values -> the codec of z_i+1's grid cells."""
+        """Layer i's values -> the codec of z_i+1's grid cells: under the Gaussian of
+        `inference`, or with the model's flow posterior (bbans.models.made) under the
+        Gaussians `posterior_flow` makes of it, group by group."""
         def codec(below):
             values = below if i == 0 else self.buckets.centres[below]
             mean, log_sigma = self.model.inference(i, values)
             grid_mean, std = on_grids(mean, log_sigma)
-            return affordable(self.gaussian(mean, log_sigma), self.buckets.bucket_of(grid_mean),
-                              self.buckets.entropy_bits(std) + self.MARGIN)
+            bits = self.buckets.entropy_bits(std) + self.MARGIN  # (the flow's Gaussian before the flow)
+            if self.model.post is None:
+                return affordable(self.gaussian(mean, log_sigma), self.buckets.bucket_of(grid_mean), bits)
+
+            def flow(cells):
+                return self.model.posterior_flow(i, mean, log_sigma, self.buckets.centres[cells])
+
+            groups, shape = self.model.post_groups[i], mean.shape
+            return affordable(self.autoregressive(shape, groups, flow), lambda: self.flow_mode(shape, groups, flow),
+                              bits)
 
         return codec
 
@@ -199,28 +211,41 @@ class BitSwapCodec(VAECodec):
         return codec
 
     def top_prior(self, n: int) -> Codec:
-        """z_L's cells under N(0, I), or under the model's autoregressive prior group by
-        group (bbans.models.made): pushed from one evaluation of it, popped one group at
-        a time, each from an evaluation on the groups popped so far (the later ones' cells
-        are zero then, and the outputs do not depend on them)."""
+        """z_L's cells under N(0, I), or under the model's autoregressive prior."""
         width = self.model.latents[-1]
         if self.model.top is None:
             return self.buckets.prior((n, width))
-        groups = self.model.top_groups
+        return self.autoregressive((n, width), self.model.top_groups,
+                                   lambda cells: self.model.top_prior(self.buckets.centres[cells]))
 
+    def autoregressive(self, shape, groups, conditional) -> Codec:
+        """Cells `shape` under Gaussians group by group (bbans.models.made): conditional(cells)
+        gives each latent's mean and log-sigma from the groups before its own. Pushed from
+        one evaluation, popped one group at a time, each from an evaluation on the groups
+        popped so far (the later ones' cells are zero then, and the outputs do not depend
+        on them)."""
         def push(message, cells):
-            mean, log_sigma = self.model.top_prior(self.buckets.centres[cells])
+            mean, log_sigma = conditional(cells)
             for g in reversed(groups):
                 self.gaussian(mean[:, g], log_sigma[:, g]).push(message, cells[:, g])
 
         def pop(message):
-            cells = np.zeros((n, width), np.int32)
+            cells = np.zeros(shape, np.int32)
             for g in groups:
-                mean, log_sigma = self.model.top_prior(self.buckets.centres[cells])
+                mean, log_sigma = conditional(cells)
                 cells[:, g] = self.gaussian(mean[:, g], log_sigma[:, g]).pop(message)
             return cells
 
         return Codec(push, pop)
+
+    def flow_mode(self, shape, groups, conditional) -> np.ndarray:
+        """The cells of the means, group by group, of autoregressive(shape, groups,
+        conditional)."""
+        cells = np.zeros(shape, np.int32)
+        for g in groups:
+            mean = on_grids(*conditional(cells))[0]
+            cells[:, g] = self.buckets.bucket_of(mean[:, g])
+        return cells
 
     def image_codec(self, n, bits_back_from_stack=True):
         layers = range(len(self.model.latents))
