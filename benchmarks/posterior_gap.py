@@ -19,22 +19,16 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bbans.models import zoo
-from bbans.models.hvae import HVAE, gaussian, log_normal
+from bbans.models.hvae import gaussian, log_normal
 from bbans.models.train import batch_images, held_out
 
 BITS = 1 / math.log(2)
 
 
-def network(spec: str) -> HVAE:
-    if not spec.endswith(".pt"):
-        return zoo.load_network(spec)
-    saved = torch.load(spec, weights_only=True)
-    net = HVAE(**saved["config"])
-    net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
-    return net.eval()
+def network(spec: str):
+    return zoo.read_network(spec, "hvae") if spec.endswith(".pt") else zoo.load_network(spec)
 
 
 @torch.no_grad()
@@ -46,16 +40,6 @@ def neg_elbo(net, x, draws: int = 5):
         rec, kl = net.elbo_terms(x)
         values.append(float((kl - rec).mean()) * BITS / x.shape[1])
     return np.mean(values), np.std(values) / math.sqrt(draws)
-
-
-def log_joint(net, x, zs):
-    """log p(x, z_1..z_L) in nats, z (samples, B, d) per layer."""
-    top = gaussian(net.top(zs[-1])) if net.top is not None else (torch.zeros_like(zs[-1]),) * 2
-    total = log_normal(zs[-1], *top)
-    for down, z, lower in zip(net.down[1:], zs[1:], zs):
-        total = total + log_normal(lower, *gaussian(down(z)))
-    return total - F.binary_cross_entropy_with_logits(net.down[0](zs[0]), x.expand(len(zs[0]), *x.shape),
-                                                      reduction="none").sum(-1)
 
 
 def fitted_neg_elbo(net, x, steps: int) -> torch.Tensor:
@@ -71,7 +55,8 @@ def fitted_neg_elbo(net, x, steps: int) -> torch.Tensor:
     def estimate(samples):
         zs = [m + ls.exp() * torch.randn(samples, *m.shape) for m, ls in zip(params[::2], params[1::2])]
         log_q = sum(log_normal(z, m, ls) for z, m, ls in zip(zs, params[::2], params[1::2]))
-        return (log_q - log_joint(net, x, zs)).mean(0)
+        rec, priors = net.generative_terms(x, zs)
+        return (log_q - rec - sum(priors)).mean(0)
 
     for _ in range(steps):
         loss = estimate(16).sum()

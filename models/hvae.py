@@ -86,11 +86,17 @@ class HVAE(nn.Module):
                 below, mean, log_sigma = self.flow_sample(i, mean, log_sigma, noise)
             posteriors.append(log_normal(below, mean, log_sigma))
             zs.append(below)
+        rec, priors = self.generative_terms(v, zs)
+        return rec, [q - p for q, p in zip(posteriors, priors)]
+
+    def generative_terms(self, v, zs):
+        """(log p(x|z_1), [log p(z_i|z_i+1) of each layer, log p(z_L) last]) in nats, of
+        pixels v (B, 784) and latents z_1..z_L, each (B, d) or (samples, B, d)."""
         top = gaussian(self.top(zs[-1])) if self.top is not None else (torch.zeros_like(zs[-1]),) * 2
         priors = [log_normal(lower, *gaussian(net(z))) for net, z, lower in zip(self.down[1:], zs[1:], zs)]
         priors.append(log_normal(zs[-1], *top))
-        rec = -F.binary_cross_entropy_with_logits(self.down[0](zs[0]), v, reduction="none").sum(-1)
-        return rec, [q - p for q, p in zip(posteriors, priors)]
+        logits = self.down[0](zs[0])
+        return -F.binary_cross_entropy_with_logits(logits, v.expand_as(logits), reduction="none").sum(-1), priors
 
     def flow_sample(self, i, mean, log_sigma, noise):
         """z_i+1 drawn from the flow posterior q(z_i+1 | .) whose Gaussian before the flow

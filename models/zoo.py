@@ -229,8 +229,14 @@ def load_network(name: str):
     path = weights_file(known(name))
     if not path.exists():
         raise UnknownModel(f"model {name!r} has no weights at {path}; run `bbans train {name}`")
+    return read_network(path, kind(name))
+
+
+def read_network(path, arch_kind: str):
+    """The torch model of kind `arch_kind` (ARCHS) whose weights `path` holds, as training
+    wrote them."""
     saved = torch.load(path, weights_only=True)
-    net = ARCHS[kind(name)](**saved["config"])
+    net = ARCHS[arch_kind](**saved["config"])
     net.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
     net.calibration = saved.get("calibration")  # for its integer form (bbans.models.intnet)
     return net.eval()

@@ -144,6 +144,16 @@ class VAECodec:
         return images
 
 
+def by_groups(shape, groups, conditional, take) -> np.ndarray:
+    """Cells `shape` group by group: each group's from take(its means, its log-sigmas),
+    as conditional(the cells so far, the later ones zero) gives them."""
+    cells = np.zeros(shape, np.int32)
+    for g in groups:
+        mean, log_sigma = conditional(cells)
+        cells[:, g] = take(mean[:, g], log_sigma[:, g])
+    return cells
+
+
 def _part(codec, out: np.ndarray, side: int, valid) -> Codec:
     """codec(out[:, part]) over the pixels of the top-left `valid` part of each side x side
     image, the rest decoding as zeros."""
@@ -230,22 +240,16 @@ class BitSwapCodec(VAECodec):
                 self.gaussian(mean[:, g], log_sigma[:, g]).push(message, cells[:, g])
 
         def pop(message):
-            cells = np.zeros(shape, np.int32)
-            for g in groups:
-                mean, log_sigma = conditional(cells)
-                cells[:, g] = self.gaussian(mean[:, g], log_sigma[:, g]).pop(message)
-            return cells
+            return by_groups(shape, groups, conditional,
+                             lambda mean, log_sigma: self.gaussian(mean, log_sigma).pop(message))
 
         return Codec(push, pop)
 
     def flow_mode(self, shape, groups, conditional) -> np.ndarray:
         """The cells of the means, group by group, of autoregressive(shape, groups,
         conditional)."""
-        cells = np.zeros(shape, np.int32)
-        for g in groups:
-            mean = on_grids(*conditional(cells))[0]
-            cells[:, g] = self.buckets.bucket_of(mean[:, g])
-        return cells
+        return by_groups(shape, groups, conditional,
+                         lambda mean, log_sigma: self.buckets.bucket_of(on_grids(mean, log_sigma)[0]))
 
     def image_codec(self, n, bits_back_from_stack=True):
         layers = range(len(self.model.latents))
