@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bbans.models.made import groups, made, plain
+from bbans.models.made import group_parts, groups, made, plain
 from bbans.models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
 
 
@@ -139,27 +139,42 @@ class ExactHVAE:
         if net.top is not None:
             self.top = exact_mlp(plain(net.top), largest and largest["top"], LATENT_GRID)
             self.top_groups = groups(net.latents[-1], net.config["top_groups"])
+            self.top_parts = self._parts(net.top, self.top_groups, largest and largest["top"])
         self.post = None  # diagonal Gaussian posteriors, or flows on them:
         if net.post is not None:
             self.post = [exact_mlp(plain(m), largest and largest[f"post.{i}"], LATENT_GRID)
                          for i, m in enumerate(net.post)]
             self.post_groups = [groups(d, net.config["post_groups"]) for d in net.latents]
+            self.post_parts = [self._parts(m, g, largest and largest[f"post.{i}"])
+                               for i, (m, g) in enumerate(zip(net.post, self.post_groups))]
 
-    def top_prior(self, z: np.ndarray):
+    @staticmethod
+    def _parts(flow, latent_groups, largest):
+        return [(inputs, exact_mlp(part, largest, LATENT_GRID)) for inputs, part in group_parts(plain(flow), latent_groups)]
+
+    def top_prior(self, z: np.ndarray, group=None):
         """z_L on the coder's grid -> mean and log-sigma of each latent's prior, given the
-        groups before its own (top_groups)."""
-        return gaussian(self.top(z))
+        groups before its own (top_groups); with `group`, of that group's latents alone."""
+        if group is None:
+            return gaussian(self.top(z))
+        inputs, part = self.top_parts[group]
+        return gaussian(part(z[:, inputs]))
 
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
         mean and log-sigma of q(z_i+1 | layer i) (float32 from the integer networks)."""
         return gaussian(self.up[i](below))
 
-    def posterior_flow(self, i: int, mean: np.ndarray, log_sigma: np.ndarray, z: np.ndarray):
+    def posterior_flow(self, i: int, mean: np.ndarray, log_sigma: np.ndarray, z: np.ndarray, group=None):
         """inference(i, .)'s Gaussian and z_i+1 on the coder's grid -> mean and log-sigma of
         each latent of the flow posterior, given the Gaussian and the groups before its
-        own (post_groups[i])."""
-        return shift(self.post[i](np.concatenate([mean, log_sigma, z], -1)), mean, log_sigma)
+        own (post_groups[i]); with `group`, of that group's latents alone."""
+        context = np.concatenate([mean, log_sigma, z], -1)
+        if group is None:
+            return shift(self.post[i](context), mean, log_sigma)
+        inputs, part = self.post_parts[i][group]
+        latents = self.post_groups[i][group]
+        return shift(part(context[:, inputs]), mean[:, latents], log_sigma[:, latents])
 
     def generative(self, i: int, z: np.ndarray):
         """z_i+1 on the coder's grid -> pixel logits (i = 0), else mean and log-sigma of

@@ -279,7 +279,9 @@ class IntNet:
             bias = m.bias.detach().double() + zeros[i] * scale * wq.sum(1)
             last = i == len(linears) - 1
             after = 1.0 if last else steps[i + 1]  # the next layer's step
-            self.layers.append((wq.T.to(torch.int8).contiguous(), (scale / after).float(),
+            weights = torch.empty(wq.shape[::-1], dtype=torch.int8)  # (in, out), row-major strides even where
+            weights.copy_(wq.T)  # a side is 1 (torch's int8 product misreads those that contiguous() leaves)
+            self.layers.append((weights, (scale / after).float(),
                                 (bias / after + (0 if last else 0.5 - 128)).float()))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -61,6 +61,30 @@ def plain(seq: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*out)
 
 
+def group_parts(seq: nn.Sequential, latent_groups: list) -> list:
+    """`plain`'s network cut to each group of latents: (the inputs that the group's outputs
+    read, a network from those inputs to its means and log-sigmas). Only weights that are
+    zero are cut (the masks'), so a part's outputs are the whole network's for its group,
+    bit for bit in the integer form too (bbans.models.intnet: each output's scale and sum
+    are over the same nonzero weights), from the hidden units the group sees alone: the
+    encoder's pops of a posterior evaluate a part per group, about half the work of the
+    whole network each time."""
+    first, last = [m for m in seq if isinstance(m, nn.Linear)]
+    latent = last.out_features // 2
+    parts = []
+    for group in latent_groups:
+        rows = torch.from_numpy(np.concatenate([group, latent + group]))
+        units = (last.weight[rows] != 0).any(0)
+        units[0] |= not units.any()  # (a prior's first group sees no unit: its biases alone, through a unit of zero weight)
+        inputs = (first.weight[units] != 0).any(0)
+        inputs[0] |= not inputs.any()
+        cut = [nn.Linear(int(inputs.sum()), int(units.sum())), nn.ReLU(), nn.Linear(int(units.sum()), len(rows))]
+        cut[0].weight.data, cut[0].bias.data = first.weight[units][:, inputs].clone(), first.bias[units].clone()
+        cut[2].weight.data, cut[2].bias.data = last.weight[rows][:, units].clone(), last.bias[rows].clone()
+        parts.append((np.flatnonzero(inputs.numpy()), nn.Sequential(*cut)))
+    return parts
+
+
 def groups(latent: int, count: int) -> list:
     """The latents' indices, group by group."""
     group = group_of(latent, count).numpy()

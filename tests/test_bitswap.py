@@ -141,6 +141,32 @@ def test_a_group_of_the_flow_posterior_ignores_the_groups_after_it(hvae, layer):
     assert not np.allclose(flow[0], mean) and not np.allclose(flow[1], log_sigma)
 
 
+def test_each_groups_part_of_a_flow_gives_the_whole_flows_bits(hvae):
+    """The encoder's pops of a posterior (and the decoder's of the prior) evaluate, for
+    each group, only the part of the flow that the group's outputs read: the same bits
+    as the whole flow's, for every group and layer."""
+    _, model = hvae
+    rng = np.random.default_rng(7)
+    cases = []
+    if model.top is not None:
+        z = rng.integers(-60, 61, (30, model.latents[-1])) / 16
+        cases.append((model.top_groups, lambda group: model.top_prior(z, group)))
+    for layer in range(len(model.latents)) if model.post is not None else []:
+        below = images_for("bernoulli", 30) if layer == 0 else rng.integers(-40, 41, (30, model.latents[layer - 1])) / 16
+        mean, log_sigma = model.inference(layer, below)
+        z = rng.integers(-60, 61, mean.shape) / 16
+        cases.append((model.post_groups[layer],
+                      lambda group, layer=layer, mean=mean, log_sigma=log_sigma, z=z:
+                      model.posterior_flow(layer, mean, log_sigma, z, group)))
+    if not cases:
+        pytest.skip("no flow")
+    for groups, flow in cases:
+        whole = flow(None)
+        for k, group in enumerate(groups):
+            for a, b in zip(whole, flow(k)):
+                assert a[:, group].tobytes() == b.tobytes()
+
+
 def test_the_exact_flow_posterior_matches_torch(hvae):
     """The coder's flow sees the Gaussian as training did: mean, then log-sigma, then z."""
     net, model = flow_posterior(hvae)

@@ -61,6 +61,21 @@ def test_every_kernel_gives_the_same_outputs(net, use_kernel):
     assert len(got) >= 2 and len(set(got.values())) == 1
 
 
+def test_a_layer_with_one_input_or_one_output_gives_the_reference_on_every_kernel(use_kernel):
+    """A side of 1 (a flow's part that reads a single hidden unit, or gives a single
+    output): torch's int8 product misreads weights of such a side with the strides contiguous() leaves."""
+    torch.manual_seed(3)
+    for sizes in ([6, 1, 4], [6, 5, 1], [1, 3, 2]):
+        seq = mlp(sizes)
+        x = np.random.default_rng(1).integers(-40, 41, (37, sizes[0])) * LATENT_GRID[0]
+        q = IntNet(seq, largest_inputs(seq, x), LATENT_GRID)
+        inputs = np.clip(np.rint(x / LATENT_GRID[0]) - LATENT_GRID[1], -128, 127)
+        for k in intnet.exact_kernels():
+            use_kernel(k)
+            got = q(x)
+            assert got.tobytes() == intnet.reference(q.layers, inputs).tobytes(), (sizes, k.name)
+
+
 def test_the_avx2_kernel_is_built_where_the_cpu_has_avx2():
     """The C kernel is part of the install (setup.sh builds it); on an AVX2 CPU it must
     be there and exact, or the fast path would be lost without a word."""

@@ -145,12 +145,11 @@ class VAECodec:
 
 
 def by_groups(shape, groups, conditional, take) -> np.ndarray:
-    """Cells `shape` group by group: each group's from take(its means, its log-sigmas),
-    as conditional(the cells so far, the later ones zero) gives them."""
+    """Cells `shape` group by group: group k's from take(its means, its log-sigmas), as
+    conditional(the cells so far, the later ones zero, k) gives them."""
     cells = np.zeros(shape, np.int32)
-    for g in groups:
-        mean, log_sigma = conditional(cells)
-        cells[:, g] = take(mean[:, g], log_sigma[:, g])
+    for k, g in enumerate(groups):
+        cells[:, g] = take(*conditional(cells, k))
     return cells
 
 
@@ -203,8 +202,8 @@ class BitSwapCodec(VAECodec):
             if self.model.post is None:
                 return affordable(self.gaussian(mean, log_sigma), self.buckets.bucket_of(grid_mean), bits)
 
-            def flow(cells):
-                return self.model.posterior_flow(i, mean, log_sigma, self.buckets.centres[cells])
+            def flow(cells, group=None):
+                return self.model.posterior_flow(i, mean, log_sigma, self.buckets.centres[cells], group)
 
             groups, shape = self.model.post_groups[i], mean.shape
             return affordable(self.autoregressive(shape, groups, flow), lambda: self.flow_mode(shape, groups, flow),
@@ -226,14 +225,14 @@ class BitSwapCodec(VAECodec):
         if self.model.top is None:
             return self.buckets.prior((n, width))
         return self.autoregressive((n, width), self.model.top_groups,
-                                   lambda cells: self.model.top_prior(self.buckets.centres[cells]))
+                                   lambda cells, group=None: self.model.top_prior(self.buckets.centres[cells], group))
 
     def autoregressive(self, shape, groups, conditional) -> Codec:
         """Cells `shape` under Gaussians group by group (bbans.models.made): conditional(cells)
-        gives each latent's mean and log-sigma from the groups before its own. Pushed from
-        one evaluation, popped one group at a time, each from an evaluation on the groups
-        popped so far (the later ones' cells are zero then, and the outputs do not depend
-        on them)."""
+        gives each latent's mean and log-sigma from the groups before its own, and
+        conditional(cells, k) group k's alone. Pushed from one evaluation, popped one group
+        at a time, each from an evaluation on the groups popped so far (the later ones'
+        cells are zero then, and the outputs do not depend on them)."""
         def push(message, cells):
             mean, log_sigma = conditional(cells)
             for g in reversed(groups):
