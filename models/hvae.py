@@ -15,8 +15,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from bbans.models.made import group_parts, groups, made, plain
-from bbans.models.vae import LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, exact_mlp, mlp
+from bbans.models.made import groups, made
+from bbans.models.vae import (LATENT_GRID, LOG_SIGMA_RANGE, PIXEL_GRIDS, PIXELS, ExactMADE, exact_mlp, flow_sample,
+                              log_normal, mlp)
 
 
 def gaussian(out):
@@ -24,17 +25,6 @@ def gaussian(out):
     log-sigma, each (..., d)."""
     d = out.shape[-1] // 2
     return out[..., :d], out[..., d:].clip(*LOG_SIGMA_RANGE)
-
-
-def shift(out, mean, log_sigma):
-    """A posterior flow's output (..., 2d), a tensor or a numpy array, added to the mean
-    and log-sigma it shifts (the log-sigma clamped)."""
-    d = out.shape[-1] // 2
-    return mean + out[..., :d], (log_sigma + out[..., d:]).clip(*LOG_SIGMA_RANGE)
-
-
-def log_normal(z, mean, log_sigma):
-    return (-0.5 * ((z - mean) / log_sigma.exp())**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 class HVAE(nn.Module):
@@ -83,7 +73,7 @@ class HVAE(nn.Module):
             if self.post is None:
                 below = mean + log_sigma.exp() * noise
             else:
-                below, mean, log_sigma = self.flow_sample(i, mean, log_sigma, noise)
+                below, mean, log_sigma = flow_sample(self.post[i], self.config["post_groups"], mean, log_sigma, noise)
             posteriors.append(log_normal(below, mean, log_sigma))
             zs.append(below)
         rec, priors = self.generative_terms(v, zs)
@@ -97,21 +87,6 @@ class HVAE(nn.Module):
         priors.append(log_normal(zs[-1], *top))
         logits = self.down[0](zs[0])
         return -F.binary_cross_entropy_with_logits(logits, v.expand_as(logits), reduction="none").sum(-1), priors
-
-    def flow_sample(self, i, mean, log_sigma, noise):
-        """z_i+1 drawn from the flow posterior q(z_i+1 | .) whose Gaussian before the flow
-        is N(mean, exp(log_sigma)), group by group from `noise`, and the mean and
-        log-sigma of each latent (those of a group given the groups before it). The flow
-        sees the Gaussian on the coder's latent grid (rounded, the gradient passed
-        straight through), as the coder gives it."""
-        step, width = LATENT_GRID[0], 2**7 * LATENT_GRID[0]
-        context = torch.cat([mean, log_sigma], -1).clamp(-width, width - step)
-        context = context + (torch.round(context / step) * step - context).detach()
-        z = torch.zeros_like(mean)
-        for group in groups(mean.shape[-1], self.config["post_groups"]):
-            shifted_mean, shifted_log_sigma = shift(self.post[i](torch.cat([context, z], -1)), mean, log_sigma)
-            z = z.index_copy(-1, torch.from_numpy(group), (shifted_mean + shifted_log_sigma.exp() * noise)[:, group])
-        return z, shifted_mean, shifted_log_sigma
 
     @torch.no_grad()
     def iw_log_likelihood(self, x, samples=1000, chunk=100):
@@ -137,28 +112,18 @@ class ExactHVAE:
         self.down = [exact_mlp(m, largest and largest[f"down.{i}"], LATENT_GRID) for i, m in enumerate(net.down)]
         self.top = None  # z_L's prior N(0, I), or:
         if net.top is not None:
-            self.top = exact_mlp(plain(net.top), largest and largest["top"], LATENT_GRID)
-            self.top_groups = groups(net.latents[-1], net.config["top_groups"])
-            self.top_parts = self._parts(net.top, self.top_groups, largest and largest["top"])
+            self.top = ExactMADE(net.top, groups(net.latents[-1], net.config["top_groups"]), largest and largest["top"])
+            self.top_groups = self.top.groups
         self.post = None  # diagonal Gaussian posteriors, or flows on them:
         if net.post is not None:
-            self.post = [exact_mlp(plain(m), largest and largest[f"post.{i}"], LATENT_GRID)
-                         for i, m in enumerate(net.post)]
-            self.post_groups = [groups(d, net.config["post_groups"]) for d in net.latents]
-            self.post_parts = [self._parts(m, g, largest and largest[f"post.{i}"])
-                               for i, (m, g) in enumerate(zip(net.post, self.post_groups))]
-
-    @staticmethod
-    def _parts(flow, latent_groups, largest):
-        return [(inputs, exact_mlp(part, largest, LATENT_GRID)) for inputs, part in group_parts(plain(flow), latent_groups)]
+            self.post = [ExactMADE(m, groups(d, net.config["post_groups"]), largest and largest[f"post.{i}"])
+                         for i, (m, d) in enumerate(zip(net.post, net.latents))]
+            self.post_groups = [flow.groups for flow in self.post]
 
     def top_prior(self, z: np.ndarray, group=None):
         """z_L on the coder's grid -> mean and log-sigma of each latent's prior, given the
         groups before its own (top_groups); with `group`, of that group's latents alone."""
-        if group is None:
-            return gaussian(self.top(z))
-        inputs, part = self.top_parts[group]
-        return gaussian(part(z[:, inputs]))
+        return gaussian(self.top(z, group))
 
     def inference(self, i: int, below: np.ndarray):
         """Layer i's values (uint8 pixels for i = 0, else latents on the coder's grid) ->
@@ -169,12 +134,7 @@ class ExactHVAE:
         """inference(i, .)'s Gaussian and z_i+1 on the coder's grid -> mean and log-sigma of
         each latent of the flow posterior, given the Gaussian and the groups before its
         own (post_groups[i]); with `group`, of that group's latents alone."""
-        context = np.concatenate([mean, log_sigma, z], -1)
-        if group is None:
-            return shift(self.post[i](context), mean, log_sigma)
-        inputs, part = self.post_parts[i][group]
-        latents = self.post_groups[i][group]
-        return shift(part(context[:, inputs]), mean[:, latents], log_sigma[:, latents])
+        return self.post[i].posterior(mean, log_sigma, z, group)
 
     def generative(self, i: int, z: np.ndarray):
         """z_i+1 on the coder's grid -> pixel logits (i = 0), else mean and log-sigma of

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from bbans.codecs import LATENT_STEP
 from bbans.models.grids import ACT_LIMIT, ExactColumns, ExactNet, onto_grid
 from bbans.models.intnet import IntNet
+from bbans.models.made import group_parts, groups, made, plain
 
 SIDE = 28
 PIXELS = SIDE * SIDE
@@ -44,6 +45,33 @@ def mlp(sizes):
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def shift(out, mean, log_sigma):
+    """A posterior flow's output (..., 2d), a tensor or a numpy array, added to the mean
+    and log-sigma it shifts (the log-sigma clamped)."""
+    d = out.shape[-1] // 2
+    return mean + out[..., :d], (log_sigma + out[..., d:]).clip(*LOG_SIGMA_RANGE)
+
+
+def log_normal(z, mean, log_sigma):
+    return (-0.5 * ((z - mean) / log_sigma.exp())**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def flow_sample(flow: nn.Module, count: int, mean, log_sigma, noise):
+    """z drawn from the flow posterior (bbans.models.made, `count` groups) whose Gaussian
+    before the flow is N(mean, exp(log_sigma)), group by group from `noise`, and the mean
+    and log-sigma of each latent (those of a group given the groups before it). The flow
+    sees the Gaussian on the coder's latent grid (rounded, the gradient passed straight
+    through), as the coder gives it."""
+    step, width = LATENT_GRID[0], 2**7 * LATENT_GRID[0]
+    context = torch.cat([mean, log_sigma], -1).clamp(-width, width - step)
+    context = context + (torch.round(context / step) * step - context).detach()
+    z = torch.zeros_like(mean)
+    for group in groups(mean.shape[-1], count):
+        shifted_mean, shifted_log_sigma = shift(flow(torch.cat([context, z], -1)), mean, log_sigma)
+        z = z.index_copy(-1, torch.from_numpy(group), (shifted_mean + shifted_log_sigma.exp() * noise)[:, group])
+    return z, shifted_mean, shifted_log_sigma
 
 
 def neighbours(x: torch.Tensor, context) -> torch.Tensor:
@@ -120,8 +148,12 @@ def laplace_log_mass(x, mean, log_scale, mix=None):
 
 
 class VAE(nn.Module):
+    """With `post_groups`, `post` (a MADE with a hidden layer of `post_hidden`) shifts the
+    mean and log-sigma of q(z|x) in that many groups, each given those before it and the
+    Gaussian it shifts, as hvae's posteriors."""
+
     def __init__(self, likelihood="bernoulli", hidden=512, latent=40, features=3, head_hidden=32,
-                 context=LEFT_UP, layers=2, components=1, zero_hidden=None):
+                 context=LEFT_UP, layers=2, components=1, zero_hidden=None, post_groups=None, post_hidden=None):
         super().__init__()
         assert all(di + dj < 0 for di, dj in context), "context must lie on earlier anti-diagonals"
         self.config = dict(likelihood=likelihood, hidden=hidden, latent=latent,
@@ -129,6 +161,10 @@ class VAE(nn.Module):
                            layers=layers, components=components)
         if zero_hidden:  # (earlier models' configs have no such key)
             self.config["zero_hidden"] = zero_hidden
+        self.post = None
+        if post_groups:
+            self.config.update(post_groups=post_groups, post_hidden=post_hidden)
+            self.post = made(latent, post_hidden, post_groups, context=2 * latent)
         self.context = tuple(tuple(c) for c in context)
         self.likelihood = likelihood
         self.latent = latent
@@ -160,31 +196,36 @@ class VAE(nn.Module):
         return head_log_likelihood(self.head, self.context, x, out.reshape(x.shape[0], PIXELS, self.features),
                                    self.zero_head)
 
+    def sample(self, mu, log_sigma, noise):
+        """z from q(z|x) given its Gaussian and `noise`, and log q(z|x) - log p(z) in nats."""
+        if self.post is None:
+            z = mu + torch.exp(log_sigma) * noise
+            return z, (-0.5 * noise**2 - log_sigma + 0.5 * z**2).sum(-1)
+        z, mean, log_sigma = flow_sample(self.post, self.config["post_groups"], mu, log_sigma, noise)
+        return z, log_normal(z, mean, log_sigma) + (0.5 * z**2 + 0.5 * math.log(2 * math.pi)).sum(-1)
+
     def elbo_terms(self, x, samples=1):
-        """(log p(x|z), KL(q||p)) per image in nats, z drawn from q."""
+        """(log p(x|z), KL(q||p)) per image in nats, z drawn from q: the KL exact for a
+        Gaussian q, a one-sample estimate for a flow's."""
         mu, log_sigma = self.posterior(x)
-        kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
-        rec = 0
+        rec = kl = 0
         for _ in range(samples):
-            z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
-            rec = rec + self.log_likelihood(x, z)
-        return rec / samples, kl
+            z, log_ratio = self.sample(mu, log_sigma, torch.randn_like(mu))
+            rec, kl = rec + self.log_likelihood(x, z), kl + log_ratio
+        if self.post is None:
+            return rec / samples, 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
+        return rec / samples, kl / samples
 
     @torch.no_grad()
     def iw_log_likelihood(self, x, samples=1000, chunk=100):
         """Importance-weighted bound on log p(x) in nats (Burda et al. 2016)."""
         mu, log_sigma = self.posterior(x)
-        sigma = torch.exp(log_sigma)
         logws = []
         for start in range(0, samples, chunk):
             k = min(chunk, samples - start)
-            eps = torch.randn(k, *mu.shape)
-            z = mu + sigma * eps
-            log_q = (-0.5 * eps**2 - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)
-            log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
-            xs = x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
-            log_px = self.log_likelihood(xs, z.reshape(-1, self.latent)).reshape(k, -1)
-            logws.append(log_px + log_p - log_q)
+            z, log_ratio = self.sample(mu.repeat(k, 1), log_sigma.repeat(k, 1), torch.randn(k * len(x), self.latent))
+            xs = x.repeat(k, *([1] * (x.dim() - 1)))
+            logws.append((self.log_likelihood(xs, z) - log_ratio).reshape(k, -1))
         return torch.logsumexp(torch.cat(logws), 0) - math.log(samples)
 
 
@@ -218,12 +259,22 @@ class ExactVAE:
         self.decoder = exact_mlp(vae.decoder, largest and largest["decoder"], LATENT_GRID)
         self.head = ExactColumns(vae.head) if vae.likelihood == "laplace_ar" else None
         self.zero_head = ExactColumns(vae.zero_head) if vae.zero_head is not None else None
+        self.post = None  # a diagonal Gaussian posterior, or a flow on it:
+        if vae.post is not None:
+            self.post = ExactMADE(vae.post, groups(vae.latent, vae.config["post_groups"]), largest and largest["post"])
+            self.post_groups = self.post.groups
 
     def posterior(self, x: np.ndarray):
         """uint8 (B, 784) -> mean and log-sigma of q(z|x), each (B, latent), float32 from
         the integer networks, else float64."""
         mu, log_sigma = np.split(self.encoder(x), 2, -1)
         return mu, log_sigma.clip(*LOG_SIGMA_RANGE)
+
+    def posterior_flow(self, mean: np.ndarray, log_sigma: np.ndarray, z: np.ndarray, group=None):
+        """posterior(x)'s Gaussian and z on the coder's grid -> mean and log-sigma of each
+        latent of the flow posterior, given the Gaussian and the groups before its own
+        (post_groups); with `group`, of that group's latents alone."""
+        return self.post.posterior(mean, log_sigma, z, group)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z (B, latent) -> Bernoulli logits (B, 784) or pixel features (B, 784, F)."""
@@ -246,3 +297,30 @@ def exact_mlp(seq: nn.Sequential, largest, grid):
         return net(torch.from_numpy(x)).numpy()
 
     return apply
+
+
+class ExactMADE:
+    """A MADE (bbans.models.made) on the coder's latent grid as an exact function: whole,
+    or cut to one group of its latents (group_parts), which gives that group's outputs
+    of the whole, bit for bit, for the work of the part."""
+
+    def __init__(self, seq: nn.Sequential, latent_groups: list, largest):
+        self.groups = latent_groups
+        self.whole = exact_mlp(plain(seq), largest, LATENT_GRID)
+        self.parts = [(inputs, exact_mlp(part, largest, LATENT_GRID)) for inputs, part in group_parts(plain(seq), latent_groups)]
+
+    def __call__(self, x: np.ndarray, group=None) -> np.ndarray:
+        """Inputs (B, context + latent) -> outputs (B, 2 latent), or with `group` that
+        group's (B, 2 of its latents)."""
+        if group is None:
+            return self.whole(x)
+        inputs, part = self.parts[group]
+        return part(x[:, inputs])
+
+    def posterior(self, mean, log_sigma, z, group=None):
+        """As a flow posterior: the Gaussian it shifts and z -> each latent's shifted mean
+        and log-sigma, or with `group` that group's."""
+        out = self(np.concatenate([mean, log_sigma, z], -1), group)
+        if group is not None:
+            mean, log_sigma = mean[:, self.groups[group]], log_sigma[:, self.groups[group]]
+        return shift(out, mean, log_sigma)

@@ -27,19 +27,25 @@ WIDE_CONTEXT = ((0, -1), (-1, 0), (-1, -1), (0, -2), (-2, 1), (1, -2))
 
 
 @pytest.fixture(scope="session", params=["bernoulli", "laplace_ar", "laplace_ar wide context", "laplace_ar mixture",
-                                        "laplace_ar zero head", "bernoulli integer", "laplace_ar integer"])
+                                        "laplace_ar zero head", "bernoulli integer", "laplace_ar integer",
+                                        "laplace_ar integer flow posterior"])
 def tiny_model(request):
     """An untrained small VAE of each likelihood, as the codecs see it: its networks on
-    float64 grids, or on integers (calibrated on random images)."""
+    float64 grids, or on integers (calibrated on random images), one with a flow
+    posterior (random, not the identity it starts as)."""
     torch.manual_seed(1)
     likelihood, _, variant = request.param.partition(" ")
     extra = {"": {}, "integer": {}, "wide context": dict(context=WIDE_CONTEXT), "mixture": dict(components=2),
-             "zero head": dict(components=2, zero_hidden=4)}[variant]
+             "zero head": dict(components=2, zero_hidden=4), "integer flow posterior": dict(post_groups=2, post_hidden=8)
+             }[variant]
     vae = VAE(likelihood, hidden=32, latent=4, features=2, head_hidden=8, **extra).eval()
     if likelihood == "laplace_ar":  # wide Laplaces, so no pixel is nearly impossible
         biases = {"mixture": [0.0, 0.0, 0.3, 0.8, 4.0, 3.0], "zero head": [0.0, 0.3, 0.8, 4.0, 3.0]}
         vae.head[-1].bias.data = torch.tensor(biases.get(variant, [0.0, 0.5, 4.0]))
-    if variant != "integer":
+    if vae.post is not None:
+        torch.nn.init.normal_(vae.post[-1].weight, std=0.5)
+        torch.nn.init.normal_(vae.post[-1].bias, std=0.3)
+    if "integer" not in variant:
         return vae, ExactVAE(vae)
     images = torch.from_numpy(images_for(likelihood, 200, seed=9).reshape(-1, 28, 28)).float()
     return vae, ExactVAE(vae, calibrate(vae, images))

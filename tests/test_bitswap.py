@@ -4,7 +4,8 @@ import torch
 
 from bbans.codecs.vae import BitSwapCodec
 from conftest import bits_of, images_for
-from bbans.models.hvae import HVAE, ExactHVAE, shift
+from bbans.models.hvae import HVAE, ExactHVAE
+from bbans.models.vae import shift
 from bbans.models.intnet import IntNet, calibrate
 
 

@@ -63,7 +63,7 @@ def test_a_chunk_goes_to_whichever_codec_is_smaller():
 def test_a_file_of_digits_and_of_what_no_model_knows_codes_each_chunk_its_own_way(data, monkeypatch):
     images = np.concatenate([mnist_test("mnist", 100), BLANK, STRIPES])
     original = npy_bytes(images)
-    model = "vae-8bit-sparse-wide"  # the default, probed on the blank and striped images too, would be vae-fashion
+    model = "vae-8bit-sparse-wide"  # the default, probed on the blank and striped images too, would be vae-fashion-flowq
     blob, report = api.compress(original, model=model, chunk_images=100)
     assert report["method"] == "bbans-vae" and report["chunk_codecs"][model] == 1 and sum(report["chunk_codecs"].values()) == 3
     assert api.info(blob)["chunk_codecs"] == report["chunk_codecs"]

@@ -31,7 +31,7 @@ def run_json(*args):
 
 @pytest.mark.parametrize("variant, model, picked, n", [
     ("mnist-binarized", None, "hvae-binary", 10000), ("mnist", None, "vae-8bit-sparse-wide", 10000),
-    ("fashion-mnist", None, "vae-fashion", 10000), ("mnist", "vqvae-8bit", "vqvae-8bit", 2000),
+    ("fashion-mnist", None, "vae-fashion-flowq", 10000), ("mnist", "vqvae-8bit", "vqvae-8bit", 2000),
     ("mnist-binarized", "vae-binary-fast", "vae-binary-fast", 10000)])
 def test_whole_test_set_round_trips_byte_for_byte(data, tmp_path, variant, model, picked, n):
     """Each data set gets its own default model (MNIST and Fashion-MNIST are told apart

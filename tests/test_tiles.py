@@ -99,7 +99,7 @@ def mnist_mosaic(data):
 
 
 @pytest.mark.parametrize("name, shape", [("vae-cifar", (31, 33, 3)), ("vae-cifar", (1, 1, 3)), ("vae-cifar", (1000, 7, 3)),
-                                         ("vae-8bit-sparse-wide", (31, 33, 1)), ("vae-fashion", (1, 40, 1)),
+                                         ("vae-8bit-sparse-wide", (31, 33, 1)), ("vae-fashion-flowq", (1, 40, 1)),
                                          ("hvae-binary", (29, 57, 1)), ("vae-binary", (5, 3, 1))])
 def test_the_models_round_trip_images_of_odd_sizes(data, cifar_mosaic, mnist_mosaic, name, shape):
     source = cifar_mosaic if shape[2] == 3 else mnist_mosaic

@@ -68,6 +68,29 @@ def test_likelihood_codec_costs_what_the_torch_model_says(tiny_model):
     assert abs(bits - ideal) < 2e-3 * ideal + 64
 
 
+def test_a_flow_posterior_costs_its_density_on_the_grid_and_differs_from_its_gaussian(tiny_model):
+    """Pushing z under a flow posterior costs -log2 of the flow's density at each cell's
+    centre times the cell's width, its Gaussians (each given the groups before it and the
+    encoder's Gaussian) rounded as the latent tables round them."""
+    vae, model = tiny_model
+    if model.post is None:
+        pytest.skip("Gaussian posterior")
+    codec = VAECodec(model)
+    tables = codec.buckets
+    x = images_for(model.likelihood, 40)
+    mean, log_sigma = model.posterior(x)
+    cells = tables.bucket_of(mean) + np.random.default_rng(2).integers(-3, 4, mean.shape)
+    z = tables.centres[cells]
+    flow_mean, flow_log_sigma = model.posterior_flow(mean, log_sigma, z)
+    assert not np.allclose(flow_mean, mean) and not np.allclose(flow_log_sigma, log_sigma)
+    flow_mean = np.rint(flow_mean * tables.FRACTIONS / tables.step) * tables.step / tables.FRACTIONS
+    flow_log_sigma = np.rint(flow_log_sigma / tables.LOG_SIGMA_STEP) * tables.LOG_SIGMA_STEP
+    nats = (0.5 * ((z - flow_mean) / np.exp(flow_log_sigma))**2 + flow_log_sigma + 0.5 * np.log(2 * np.pi)
+            - np.log(tables.step))
+    expected = nats.sum() / np.log(2)
+    assert abs(bits_of(lambda m: codec.posterior(x).push(m, cells)) - expected) < 0.005 * expected + 32
+
+
 def test_pixel_heads_on_columns_are_the_exact_networks_whatever_the_blocks(tiny_model, monkeypatch):
     """The coder's pixel heads (bbans.models.grids.ExactColumns, pixels as columns, in blocks,
     with numpy and with the C kernel where it runs) give bit for bit what ExactNet gives on the same pixels as rows: the nonzero logit

@@ -86,10 +86,45 @@ class VAECodec:
         return self.buckets.gaussian(mean, log_sigma)
 
     def posterior(self, x):
-        return self.gaussian(*self.model.posterior(x))
+        """The codec of z's cells under q(z|x): a Gaussian, or the model's flow posterior
+        (bbans.models.made) group by group."""
+        mean, log_sigma = self.model.posterior(x)
+        if getattr(self.model, "post", None) is None:
+            return self.gaussian(mean, log_sigma)
+        return self.autoregressive(mean.shape, self.model.post_groups, self._flow(mean, log_sigma))
 
     def mode(self, x):
-        return point(self.buckets.bucket_of(on_grids(*self.model.posterior(x))[0]))
+        mean, log_sigma = self.model.posterior(x)
+        if getattr(self.model, "post", None) is None:
+            return point(self.buckets.bucket_of(on_grids(mean, log_sigma)[0]))
+        return point(self.flow_mode(mean.shape, self.model.post_groups, self._flow(mean, log_sigma)))
+
+    def _flow(self, mean, log_sigma):
+        return lambda cells, group=None: self.model.posterior_flow(mean, log_sigma, self.buckets.centres[cells], group)
+
+    def autoregressive(self, shape, groups, conditional) -> Codec:
+        """Cells `shape` under Gaussians group by group (bbans.models.made): conditional(cells)
+        gives each latent's mean and log-sigma from the groups before its own, and
+        conditional(cells, k) group k's alone. Pushed from one evaluation, popped one group
+        at a time, each from an evaluation on the groups popped so far (the later ones'
+        cells are zero then, and the outputs do not depend on them)."""
+        def push(message, cells):
+            mean, log_sigma = conditional(cells)
+            for g in reversed(groups):
+                self.gaussian(mean[:, g], log_sigma[:, g]).push(message, cells[:, g])
+
+        def pop(message):
+            return by_groups(shape, groups, conditional,
+                             lambda mean, log_sigma: self.gaussian(mean, log_sigma).pop(message))
+
+        return Codec(push, pop)
+
+    def flow_mode(self, shape, groups, conditional) -> np.ndarray:
+        """The cells of the means, group by group, of autoregressive(shape, groups,
+        conditional)."""
+        return by_groups(shape, groups, conditional,
+                         lambda mean, log_sigma: self.buckets.bucket_of(on_grids(mean, log_sigma)[0]))
+
 
     def binary(self, logits):
         """Binary pixels (of the coded part of a tile alone) with P(1) = sigmoid(logits)."""
@@ -226,29 +261,6 @@ class BitSwapCodec(VAECodec):
             return self.buckets.prior((n, width))
         return self.autoregressive((n, width), self.model.top_groups,
                                    lambda cells, group=None: self.model.top_prior(self.buckets.centres[cells], group))
-
-    def autoregressive(self, shape, groups, conditional) -> Codec:
-        """Cells `shape` under Gaussians group by group (bbans.models.made): conditional(cells)
-        gives each latent's mean and log-sigma from the groups before its own, and
-        conditional(cells, k) group k's alone. Pushed from one evaluation, popped one group
-        at a time, each from an evaluation on the groups popped so far (the later ones'
-        cells are zero then, and the outputs do not depend on them)."""
-        def push(message, cells):
-            mean, log_sigma = conditional(cells)
-            for g in reversed(groups):
-                self.gaussian(mean[:, g], log_sigma[:, g]).push(message, cells[:, g])
-
-        def pop(message):
-            return by_groups(shape, groups, conditional,
-                             lambda mean, log_sigma: self.gaussian(mean, log_sigma).pop(message))
-
-        return Codec(push, pop)
-
-    def flow_mode(self, shape, groups, conditional) -> np.ndarray:
-        """The cells of the means, group by group, of autoregressive(shape, groups,
-        conditional)."""
-        return by_groups(shape, groups, conditional,
-                         lambda mean, log_sigma: self.buckets.bucket_of(on_grids(mean, log_sigma)[0]))
 
     def image_codec(self, n, bits_back_from_stack=True):
         layers = range(len(self.model.latents))
