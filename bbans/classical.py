@@ -43,8 +43,10 @@ SLOW, SLOW_SAMPLE_BYTES, SLOW_MARGIN = {2, 4}, 2 * SAMPLE_BYTES, 0.95
 # one image or a small chunk the whole of it) comes within this factor of the smallest
 # stream so far: WebP, whose method 6 came at most 4.5% below its method 3 (CIFAR-10 images,
 # photo crops, noise, gradients; as often above) at 100 to 300 times the time; not JPEG-XL,
-# whose effort 9 came up to 12% below effort 7 at 4 times the time
-QUICK_GAIN = {4: 1.05}
+# whose effort 9 came up to 12% below effort 7 at 4 times the time. QUICK_SLACK bytes more
+# for tiny streams, where method 6 can win a third (a 100x100 RGB chessboard: 96 bytes
+# against method 3's 144, xz's 135), in the time of a tiny image
+QUICK_GAIN, QUICK_SLACK = {4: 1.05}, 64
 STRIPS = 8  # strips of rows, SLOW_SAMPLE_BYTES each: the sample of a chunk of one image larger than them all
 CRC = struct.Struct(">I")  # ahead of a classical chunk's stream
 WEBP_SIDE = 16383
@@ -136,7 +138,7 @@ def choose(pixels: np.ndarray, shape, message=None):
     (h, w, c) whose model message is `message`: the model's, or a classical codec's where
     that is smaller; the smallest classical codec's where there is no message. WebP runs at
     full effort only where its estimate comes within QUICK_GAIN of the smallest stream so
-    far. A chunk no larger than a sample is tried with every codec in full, WebP at its
+    far (plus QUICK_SLACK). A chunk no larger than a sample is tried with every codec in full, WebP at its
     quick settings first (its estimate, and a stream to choose too)."""
     fitting = [c for c, codec in CODECS.items() if codec[4](len(pixels), shape)]
     quick = {}
@@ -153,7 +155,7 @@ def choose(pixels: np.ndarray, shape, message=None):
         if c in SLOW and large and estimates[c] > SLOW_MARGIN * model_size:  # not worth its time where the model wins
             continue
         stream = quick.get(c)
-        if c not in QUICK_GAIN or estimates[c] + CRC.size <= QUICK_GAIN[c] * size:
+        if c not in QUICK_GAIN or estimates[c] + CRC.size <= QUICK_GAIN[c] * size + QUICK_SLACK:
             full = CODECS[c][1](pixels, shape)
             stream = full if stream is None or len(full) < len(stream) else stream
         elif stream is None:  # at full effort it would not come out smallest either

@@ -175,6 +175,21 @@ def test_a_small_chunk_tries_jpeg_xl_in_full_wherever_its_estimate_is_near_the_m
     assert classical.choose(large, (1, large.shape[1], 1), b"m" * 1000)[0] == 0  # not worth e9's time
 
 
+def test_a_tiny_rgb_image_gets_webps_full_effort_where_its_quick_stream_loses_by_a_few_bytes():
+    """A 100x100 grey chessboard as RGB, squares of 25 with soft edges (like the centre of
+    scikit-image's): xz's stream is a few bytes below WebP's method 3, method 6's a third
+    below both; the chunk must get method 6's."""
+    i = np.arange(100)
+    white = np.add.outer(i // 25, i // 25) % 2 == 0
+    edges = (i % 25 == 0)[:, None].astype(int) + (i % 25 == 0)[None, :]
+    grey = np.where(white, np.array([255, 205, 175])[edges], np.array([0, 50, 80])[edges]).astype(np.uint8)
+    board = np.repeat(grey[..., None], 3, -1)
+    pixels = board.reshape(1, -1)
+    codec, payload = classical.choose(pixels, board.shape)
+    assert classical.CODECS[codec][0] == "webp"
+    assert payload[classical.CRC.size:] == classical.CODECS[codec][1](pixels, board.shape)
+
+
 def test_a_small_chunk_runs_webp_at_full_effort_only_where_its_quick_stream_comes_close(monkeypatch):
     """In a chunk no larger than a sample, WebP's method 3 stream is a candidate of its own,
     and method 6 (some 200 times slower, rarely 5% smaller) runs only where method 3
