@@ -27,13 +27,14 @@ FIELDS = {"size": (8, ">Q"), "images": (48, ">I")}  # offsets of the size fields
 
 def small_files() -> dict:
     """A few-image file of each method: the VAEs (Bit-Swap, a mixture likelihood, a zero
-    head and the colour model among them, the last also in tiles), the VQ-VAE, RealNVP's
+    head, a flow posterior and the colour model among them, the last also in tiles), the VQ-VAE, RealNVP's
     flow (--model-only: on three images xz is smaller), a file of a
     model chunk and a classical one, an image in bands, colour images no model codes (npy
     in two chunks, PNG, PPM), a recoded JPEG, xz, stored, and a folder of two of them."""
     files = {m: api.compress(npy_bytes(mnist_test(v, 3)), model=m)[0]
              for v, m in [("mnist-binarized", "vae-binary"), ("mnist-binarized", "hvae-binary"), ("mnist", "vae-8bit"),
-                          ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit")]}
+                          ("mnist", "vae-8bit-mix"), ("mnist", "vae-8bit-sparse"), ("mnist", "vqvae-8bit"),
+                          ("fashion-mnist", "vae-fashion-flowq")]}
     cifar = load_images("cifar-10", "test")[:4]
     files["realnvp"] = api.compress(npy_bytes(mnist_test("mnist", 3)), model="realnvp", model_only=True)[0]
     files["vae-cifar"] = api.compress(npy_bytes(cifar[:1]), model="vae-cifar")[0]  # (each decode costs 30 ms an image)
